@@ -1,0 +1,246 @@
+"""Connection details for the stream: from the Easee API (token or login), or an AMQP URL.
+
+The API is called only when needed (Easee rate-limits and may ban chatty clients).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from easee_tail import __version__
+from easee_tail.errors import (
+    ApiReplyError,
+    CredentialsRejected,
+    EaseeTailError,
+    NotIntegrationAccount,
+    TlsFailure,
+    Unreachable,
+)
+from easee_tail.tls import client_context, describe_tls_error
+
+DEFAULT_API_URL = "https://api.easee.com"
+STREAM_PATH = "/api/streams/amqp/v2"
+LOGIN_PATH = "/api/accounts/login"
+PROFILE_PATH = "/api/accounts/profile"
+TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
+
+
+@dataclass(frozen=True)
+class ConnectionDetails:
+    server: str
+    port: int
+    use_ssl: bool
+    virtual_host: str
+    queue: str
+    exchange: str | None
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def display_url(self) -> str:
+        """The broker address as it may be shown: never with the password."""
+        scheme = "amqps" if self.use_ssl else "amqp"
+        vhost = "" if self.virtual_host == "/" else "/" + self.virtual_host
+        return f"{scheme}://{self.username}@{self.server}:{self.port}{vhost}"
+
+
+def parse_amqp_url(url: str, queue: str) -> ConnectionDetails:
+    """`amqps://user:pass@host:port/vhost` (amqp:// for plain connections)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ValueError("the AMQP URL must start with amqps:// (or amqp:// for a plain connection)")
+    if not parts.hostname:
+        raise ValueError("the AMQP URL names no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the AMQP URL has an invalid port") from None
+    use_ssl = parts.scheme == "amqps"
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return ConnectionDetails(
+        server=parts.hostname,
+        port=port or (5671 if use_ssl else 5672),
+        use_ssl=use_ssl,
+        virtual_host=vhost,
+        queue=queue,
+        exchange=None,
+        username=unquote(parts.username or "guest"),
+        password=unquote(parts.password or "guest"),
+    )
+
+
+def mask_url(url: str) -> str:
+    """A URL with any password replaced, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}:****@{netloc}").geturl()
+
+
+class _ContextAdapter(HTTPAdapter):
+    """Makes requests verify with our SSL context (system store + --ca-file) instead of certifi."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+class EaseeApi:
+    def __init__(self, base_url: str, ca_file: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._shown_url = mask_url(self.base_url)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"easee-tail/{__version__}"
+        self._session.headers["Accept"] = "application/json"
+        self._session.trust_env = False  # no proxies or .netrc credentials slipped in
+        self._session.mount("https://", _ContextAdapter(client_context(ca_file)))
+
+    def login(self, username: str, password: str) -> str:
+        """An access token for a username and password."""
+        reply = self._call("POST", LOGIN_PATH, json={"userName": username, "password": password})
+        if reply.status_code in (400, 401, 403):
+            raise CredentialsRejected(
+                f"the Easee API refused the login for {username!r} ({reply.status_code}"
+                f"{_title(reply)}); check --username/--password or EASEE_USERNAME/EASEE_PASSWORD"
+            )
+        body = self._json(reply, LOGIN_PATH)
+        token = body.get("accessToken")
+        if not isinstance(token, str) or not token:
+            raise ApiReplyError(f"the login reply from {self._shown_url} has no accessToken")
+        return token
+
+    def stream_details(self, token: str) -> ConnectionDetails:
+        """GET /api/streams/amqp/v2 with the token of an integration account."""
+        auth = {"Authorization": f"Bearer {token}"}
+        reply = self._call("GET", STREAM_PATH, headers=auth)
+        if reply.status_code == 403:
+            raise _not_integration(reply)
+        if reply.status_code in (400, 401):
+            # Easee does not document how a non-partner token fails; a token that still
+            # reads the caller's own profile is valid, so the account is the problem.
+            profile = self._call("GET", PROFILE_PATH, headers=auth)
+            if profile.status_code == 200:
+                raise _not_integration(reply)
+            if reply.status_code == 401 or profile.status_code == 401:
+                raise CredentialsRejected(
+                    f"the Easee API rejected the token ({reply.status_code}{_title(reply)}); "
+                    "tokens expire: get a new one, or check --token / EASEE_TOKEN"
+                )
+        body = self._json(reply, STREAM_PATH)
+        return _details_from_reply(body, self._shown_url)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base_url + path
+        try:
+            return self._session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.exceptions.SSLError as problem:
+            host = urlsplit(self.base_url).hostname
+            raise TlsFailure(
+                f"TLS verification failed for the Easee API at {host} "
+                f"({describe_tls_error(problem)}); if it uses a private CA, pass --ca-file"
+            ) from None
+        except requests.exceptions.Timeout:
+            raise Unreachable(
+                f"the Easee API at {self._shown_url} did not answer within {TIMEOUT[1]:.0f} s"
+            ) from None
+        except requests.exceptions.ConnectionError as problem:
+            raise Unreachable(
+                f"cannot reach the Easee API at {self._shown_url}: {_connection_reason(problem)}"
+            ) from None
+        except requests.exceptions.RequestException as problem:
+            raise ApiReplyError(
+                f"the request to {self._shown_url} failed: {type(problem).__name__}"
+            ) from None
+
+    def _json(self, reply: requests.Response, path: str) -> dict[str, Any]:
+        if reply.status_code == 429:
+            wait = reply.headers.get("Retry-After")
+            raise ApiReplyError(
+                "the Easee API is rate-limiting this client (429)"
+                + (f"; retry after {wait} s" if wait else "; wait a few minutes before retrying")
+            )
+        if reply.status_code != 200:
+            raise ApiReplyError(
+                f"{path} on {self._shown_url} answered {reply.status_code}{_title(reply)}"
+            )
+        try:
+            body = reply.json()
+        except ValueError:
+            raise ApiReplyError(
+                f"{path} on {self._shown_url} answered 200 but not with JSON "
+                f"(content type {reply.headers.get('Content-Type', 'none')!r})"
+            ) from None
+        if not isinstance(body, dict):
+            raise ApiReplyError(f"{path} on {self._shown_url} answered JSON that is not an object")
+        return body
+
+
+def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetails:
+    expected = {
+        "server": str, "port": int, "useSsl": bool, "virtualHost": str,
+        "queueName": str, "username": str, "password": str,
+    }
+    # bool is an int in Python: "port": true must not pass as a port.
+    missing = [key for key, kind in expected.items()
+               if not isinstance(body.get(key), kind)
+               or (kind is not bool and isinstance(body.get(key), bool))]
+    if missing:
+        raise ApiReplyError(
+            f"the connection details from {shown_url} lack or mistype: {', '.join(missing)}"
+        )
+    exchange = body.get("exchangeName")
+    return ConnectionDetails(
+        server=body["server"],
+        port=body["port"],
+        use_ssl=body["useSsl"],
+        virtual_host=body["virtualHost"] or "/",
+        queue=body["queueName"],
+        exchange=exchange if isinstance(exchange, str) else None,
+        username=body["username"],
+        password=body["password"],
+    )
+
+
+def _not_integration(reply: requests.Response) -> EaseeTailError:
+    return NotIntegrationAccount(
+        f"the token is valid but not of an integration (partner) account ({reply.status_code}"
+        f"{_title(reply)}); the AMQP stream needs your integration account's login: "
+        "ask Easee for partner access if you have none"
+    )
+
+
+def _title(reply: requests.Response) -> str:
+    try:
+        body = reply.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("title", "errorCodeName", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                return f": {body[key][:120]}"
+    return ""
+
+
+def _connection_reason(problem: BaseException) -> str:
+    text = str(problem)
+    if any(s in text for s in ("Name or service not known", "NameResolution", "nodename nor",
+                               "Temporary failure in name resolution", "No address associated")):
+        return "the host name does not resolve (DNS)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text:
+        return "the connection timed out"
+    if "Network is unreachable" in text:
+        return "network is unreachable"
+    return "the connection failed"

@@ -1,0 +1,357 @@
+"""Delivery -> Observation | ErrorRecord. Pure functions, no I/O.
+
+The routing key says what a message is (`<serial>.O.<id>`, `<serial>.CR.<cmd>.<ticks>`,
+`<serial>.P`, `<serial>.OP.<type>`); the body carries Timestamp and Value; the catalogue
+gives name, type, unit and labels. Anything unreadable becomes an ErrorRecord that keeps
+the raw body: nothing raises, nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from easee_tail.catalogue import Catalogue, ObservationType
+from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
+from easee_tail.times import parse_time
+
+# Masterloop data type codes, as a body's DataType may carry them.
+DATA_TYPE_CODES = {
+    1: "Binary", 2: "Boolean", 3: "Double", 4: "Integer",
+    5: "Position", 6: "String", 7: "Statistics",
+}
+_OTHER_KINDS: dict[str, tuple[RecordKind, str]] = {
+    "CR": ("command_response", "CommandResponse"),
+    "P": ("pulse", "Pulse"),
+    "OP": ("package", "ObservationPackage"),
+}
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+_REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
+
+NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
+
+
+class _Unreadable(Exception):
+    """Raised inside this module only; turned into an ErrorRecord at the top."""
+
+
+def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
+    received = datetime.fromtimestamp(delivery.received, UTC)
+    arrival = parse_time(_arrival_header(delivery.headers)) if delivery.headers else None
+    latency_ms = (
+        round((received - arrival).total_seconds() * 1000, 3) if arrival is not None else None
+    )
+    parts = delivery.routing_key.split(".")
+    charger = parts[0] or None
+    kind = parts[1] if len(parts) > 1 else ""
+    route_id = _int_or_none(parts[2]) if len(parts) > 2 else None
+    if kind in _OTHER_KINDS:
+        return _other_kind(
+            delivery, _json_or_text(delivery.body), kind, charger, route_id,
+            arrival, received, latency_ms,
+        )
+    try:
+        body = _parse_json(delivery.body)
+        if not isinstance(body, dict):
+            raise _Unreadable("body is not a JSON object")
+        if kind != "O" or route_id is None:
+            charger, route_id = _ids_from_body(body, charger, delivery.routing_key)
+        return _observation(
+            delivery, body, catalogue.get(route_id), route_id, charger,
+            arrival, received, latency_ms,
+        )
+    except _Unreadable as problem:
+        return ErrorRecord(
+            kind="error",
+            charger=charger,
+            id=route_id if kind == "O" else None,
+            error=str(problem),
+            raw=_body_text(delivery.body),
+            raw_encoding=_body_encoding(delivery.body),
+            headers=plain_headers(delivery.headers or {}),
+            arrival=arrival,
+            received=received,
+            latency_ms=latency_ms,
+            routing_key=delivery.routing_key,
+            redelivered=delivery.redelivered,
+        )
+
+
+def _observation(
+    delivery: Delivery,
+    body: dict[str, Any],
+    entry: ObservationType | None,
+    observation_id: int,
+    charger: str | None,
+    arrival: datetime | None,
+    received: datetime,
+    latency_ms: float | None,
+) -> Observation:
+    if "Value" in body:
+        wire_value = body["Value"]
+    elif "value" in body:
+        wire_value = body["value"]
+    else:
+        raise _Unreadable("body has no Value")
+    stamp = body.get("Timestamp", body.get("timestamp"))
+    notes: list[str] = []
+    timestamp = parse_time(stamp) if stamp is not None else None
+    if stamp is not None and timestamp is None:
+        notes.append(f"Timestamp {stamp!r} is not a time")
+    if latency_ms is not None and latency_ms < 0:
+        notes.append(NEGATIVE_LATENCY_NOTE)
+    declared = _declared_type(body)
+    raw: object = None
+    if entry is None:
+        value = wire_value
+        name, unit, label, value_type, tags = "Unknown", None, None, declared, ()
+        notes.append(f"observation id {observation_id} is not in the catalogue")
+    else:
+        if declared is not None and declared != entry.type:
+            notes.append(f"body says DataType {declared}; the catalogue's {entry.type} is used")
+        value = _typed(wire_value, entry, notes)
+        if observation_id == _REVERSED_TOKEN_ID and isinstance(value, str):
+            raw, value = value, value[::-1]
+        name, unit, value_type, tags = entry.name, entry.unit, entry.type, entry.tags
+        label = entry.label(value)
+    return Observation(
+        kind="observation",
+        charger=charger,
+        id=observation_id,
+        name=name,
+        value=value,
+        unit=unit,
+        label=label,
+        type=value_type,
+        tags=tags,
+        timestamp=timestamp,
+        arrival=arrival,
+        received=received,
+        latency_ms=latency_ms,
+        routing_key=delivery.routing_key,
+        redelivered=delivery.redelivered,
+        raw=raw,
+        notes=notes,
+    )
+
+
+def _other_kind(
+    delivery: Delivery,
+    body: object,
+    kind: str,
+    charger: str | None,
+    route_id: int | None,
+    arrival: datetime | None,
+    received: datetime,
+    latency_ms: float | None,
+) -> Observation:
+    record_kind, name = _OTHER_KINDS[kind]
+    label = None
+    timestamp = None
+    if isinstance(body, dict):
+        timestamp = parse_time(body.get("Timestamp", body.get("timestamp")))
+        accepted = body.get("WasAccepted", body.get("wasAccepted"))
+        if isinstance(accepted, bool):
+            result = body.get("ResultCode", body.get("resultCode"))
+            label = ("accepted" if accepted else "rejected") + (
+                f" (result {result})" if result is not None else ""
+            )
+    return Observation(
+        kind=record_kind,
+        charger=charger,
+        id=route_id if record_kind == "command_response" else None,
+        name=name,
+        value=body,
+        unit=None,
+        label=label,
+        type=None,
+        tags=(),
+        timestamp=timestamp,
+        arrival=arrival,
+        received=received,
+        latency_ms=latency_ms,
+        routing_key=delivery.routing_key,
+        redelivered=delivery.redelivered,
+        raw=None,
+        notes=[],
+    )
+
+
+def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
+    """The wire value as the catalogue's type says; left as it came, with a note, if it won't go."""
+    try:
+        if entry.type == "Double":
+            return _to_float(value)
+        if entry.type == "Integer":
+            return _to_int(value)
+        if entry.type == "Boolean":
+            return _to_bool(value)
+        if not isinstance(value, str):
+            if entry.carries_json and isinstance(value, dict | list):
+                return value
+            raise ValueError
+        if entry.carries_json:
+            try:
+                return _parse_json(value.encode())
+            except _Unreadable:
+                notes.append("the value is not valid JSON; kept as text")
+        return value
+    except (ValueError, TypeError, OverflowError):
+        notes.append(f"value {_short(value)} is not a valid {entry.type}; kept as it came")
+        return value
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int | str | Decimal):
+        return float(value)
+    raise TypeError
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ValueError
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses what the standard library reads (integers beyond 64 bits, NaN);
+    # only malformed messages come this way, so its speed does not matter.
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as problem:
+        raise _Unreadable(f"body is not valid JSON ({_first_line(problem)})") from None
+
+
+def _json_or_text(body: bytes) -> object:
+    """Pulses and command responses are shown as they came, JSON or not."""
+    if not body:
+        return None
+    try:
+        return _parse_json(body)
+    except _Unreadable:
+        return _body_text(body)
+
+
+def _ids_from_body(
+    body: dict[str, Any], charger: str | None, routing_key: str
+) -> tuple[str | None, int]:
+    observation_id = _int_or_none(body.get("ObservationId", body.get("observationId")))
+    if observation_id is None:
+        raise _Unreadable(
+            f"routing key {routing_key!r} is not <charger>.O.<id> and the body names no ObservationId"
+        )
+    body_charger = body.get("ChargerId", body.get("chargerId"))
+    return (body_charger if isinstance(body_charger, str) and body_charger else charger,
+            observation_id)
+
+
+def _declared_type(body: dict[str, Any]) -> str | None:
+    declared = body.get("DataType", body.get("dataType"))
+    if declared is None:
+        return None
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return DATA_TYPE_CODES.get(declared, str(declared))
+    return str(declared)
+
+
+def _arrival_header(headers: Headers) -> object:
+    value = headers.get("ArrivalTime")
+    if value is None:
+        for key, candidate in headers.items():
+            if key.lower() == "arrivaltime":
+                return candidate
+    return value
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def plain_headers(headers: Mapping[str, object]) -> dict[str, object]:
+    """Headers as JSON-friendly values: text for bytes, ISO text for times."""
+    return {str(key): _plain(value) for key, value in headers.items()}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return parse_time(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _body_text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii")
+
+
+def _body_encoding(body: bytes) -> Any:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64"
+    return "utf-8"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _first_line(problem: BaseException) -> str:
+    return (str(problem) or type(problem).__name__).splitlines()[0][:120]

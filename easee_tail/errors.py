@@ -1,0 +1,96 @@
+"""Every way easee-tail can fail, each with a user-facing message and an exit code.
+
+Stages raise these where the problem is known; cli.py turns them into one stderr line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0  # also --count/--duration reached, and a reader that closed the pipe (| head)
+    ERROR = 1  # an unexpected internal error (a bug: please report it)
+    USAGE = 2  # bad flags or arguments
+    CREDENTIALS_REJECTED = 3  # token or login refused by the Easee API (401/400)
+    NOT_INTEGRATION_ACCOUNT = 4  # the token is valid but not of an integration account (403)
+    UNREACHABLE = 5  # DNS failure, refused connection or timeout (API or broker)
+    TLS = 6  # certificate verification or TLS handshake failed
+    API_REPLY = 7  # the Easee API answered something unexpected (bad JSON, 429, 5xx)
+    BROKER_LOGIN = 8  # the broker refused the AMQP username/password or vhost
+    QUEUE_NOT_FOUND = 9  # the queue does not exist (or we may not read it)
+    QUEUE_SHARED = 10  # other consumers are attached; --allow-shared overrides
+    OUTPUT = 11  # the --save file cannot be opened or written
+    BROKER_CLOSED = 12  # the broker closed the connection or channel while consuming
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM
+
+
+class EaseeTailError(Exception):
+    exit_code = ExitCode.ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CredentialsRejected(EaseeTailError):
+    exit_code = ExitCode.CREDENTIALS_REJECTED
+
+
+class NotIntegrationAccount(EaseeTailError):
+    exit_code = ExitCode.NOT_INTEGRATION_ACCOUNT
+
+
+class Unreachable(EaseeTailError):
+    exit_code = ExitCode.UNREACHABLE
+
+
+class TlsFailure(EaseeTailError):
+    exit_code = ExitCode.TLS
+
+
+class ApiReplyError(EaseeTailError):
+    exit_code = ExitCode.API_REPLY
+
+
+class BrokerLoginRefused(EaseeTailError):
+    exit_code = ExitCode.BROKER_LOGIN
+
+
+class QueueNotFound(EaseeTailError):
+    exit_code = ExitCode.QUEUE_NOT_FOUND
+
+
+class QueueShared(EaseeTailError):
+    exit_code = ExitCode.QUEUE_SHARED
+
+
+class OutputFailure(EaseeTailError):
+    exit_code = ExitCode.OUTPUT
+
+
+class BrokerClosed(EaseeTailError):
+    exit_code = ExitCode.BROKER_CLOSED
+
+
+class Redactor:
+    """Masks the secrets of this run (token, passwords) in any text that leaves the process."""
+
+    MASK = "****"
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, *secrets: str | None) -> None:
+        # Very short strings would mask ordinary words; Easee secrets are long.
+        self._secrets.update(s for s in secrets if s and len(s) >= 4)
+
+    def add_all(self, secrets: Iterable[str | None]) -> None:
+        self.add(*secrets)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, self.MASK)
+        return text

@@ -1,0 +1,76 @@
+"""The values that travel down the pipe: Delivery -> Observation | ErrorRecord.
+
+Field order is the JSON lines schema (the JSONL sink serialises these dataclasses as they are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+# Headers as pika hands them over: str keys, values of AMQP field types.
+Headers = Mapping[str, object]
+
+RecordKind = Literal["observation", "command_response", "pulse", "package", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as a source received it, before any interpretation."""
+
+    routing_key: str
+    body: bytes
+    headers: Headers | None
+    received: float  # epoch seconds, taken when the message was handed to us
+    redelivered: bool = False
+    tag: int = 0  # the source's handle for acknowledging it
+
+
+@dataclass(slots=True)
+class Observation:
+    """A decoded message: an observation, or a command response, pulse or package.
+
+    For the kinds other than "observation", `id` and `type` are null and `value`
+    holds the parsed body.
+    """
+
+    kind: RecordKind
+    charger: str | None
+    id: int | None
+    name: str
+    value: object
+    unit: str | None
+    label: str | None
+    type: str | None
+    tags: tuple[str, ...]
+    timestamp: datetime | None  # when the charger measured it
+    arrival: datetime | None  # ArrivalTime: when it reached the Easee cloud
+    received: datetime  # when easee-tail received it
+    latency_ms: float | None
+    routing_key: str
+    redelivered: bool
+    raw: object  # the wire value where `value` was transformed (108 reversed), else null
+    notes: list[str]
+
+
+@dataclass(slots=True)
+class ErrorRecord:
+    """A message that could not be read as any known shape: kept whole, never dropped."""
+
+    kind: Literal["error"]
+    charger: str | None
+    id: int | None
+    error: str
+    raw: str  # the body as text, or base64 when it is not UTF-8
+    raw_encoding: Literal["utf-8", "base64"]
+    headers: dict[str, object]
+    arrival: datetime | None
+    received: datetime
+    latency_ms: float | None
+    routing_key: str
+    redelivered: bool
+
+
+Record = Observation | ErrorRecord

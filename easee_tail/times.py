@@ -1,0 +1,59 @@
+"""The one time parser: ArrivalTime and Timestamp values in every form they arrive in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+_DOTNET_EPOCH_TICKS = 621_355_968_000_000_000  # .NET ticks at 1970-01-01T00:00:00Z
+_TICKS_THRESHOLD = 6e17  # smaller than any .NET tick count of this millennium
+_MILLIS_THRESHOLD = 1e11  # as seconds that is the year 5138; as milliseconds, 1973
+
+
+def parse_time(value: object) -> datetime | None:
+    """An aware UTC datetime, or None when the value cannot be read as a time.
+
+    Accepts ISO-8601 text (with or without offset, up to 7 fraction digits), AMQP
+    timestamps (pika gives naive UTC datetimes), epoch seconds or milliseconds and
+    .NET ticks (numbers or numeric text, told apart by magnitude).
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, str):
+        return _parse_text(value.strip())
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return _from_number(float(value))
+    return None
+
+
+def _parse_text(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return _from_number(float(text))
+        except ValueError:
+            return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _from_number(number: float) -> datetime | None:
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    if abs(number) >= _TICKS_THRESHOLD:
+        seconds = (number - _DOTNET_EPOCH_TICKS) / 1e7
+    elif abs(number) >= _MILLIS_THRESHOLD:
+        seconds = number / 1000
+    else:
+        seconds = number
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

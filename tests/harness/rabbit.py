@@ -1,0 +1,163 @@
+"""A private rabbitmq-server on loopback: free ports, its own data dir, cookie and TLS listener.
+
+Started from Debian's package files directly (not the service wrapper), so nothing on the
+machine is shared with it. When it cannot start, `start` raises with its log: tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pika
+
+from tests.harness.certs import Certificates
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+USER = "easee-test"
+PASSWORD = "broker-secret-Zq81xv"  # a recognisable value: secret-leak tests look for it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RabbitBroker:
+    def __init__(self, directory: Path, certs: Certificates) -> None:
+        self.directory = directory
+        self.certs = certs
+        self.amqp_port = free_port()
+        self.amqps_port = free_port()
+        self.dist_port = free_port()
+        self.node = f"easeetail{self.amqp_port}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_dir = directory / "log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HOME=str(self.directory / "home"),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.amqp_port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_MNESIA_BASE=str(self.directory / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.log_dir),
+            RABBITMQ_CONFIG_FILE=str(self.directory / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.directory / "advanced.config"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.directory / "enabled_plugins"),
+            RABBITMQ_PID_FILE=str(self.directory / "rabbit.pid"),
+            RABBITMQ_CONF_ENV_FILE=str(self.directory / "rabbitmq-env.conf"),
+        )
+        return env
+
+    def start(self, timeout: float = 90.0) -> None:
+        if not (RABBIT_BIN / "rabbitmq-server").exists():
+            raise RuntimeError(
+                "rabbitmq-server is not installed (apt-get install rabbitmq-server); "
+                "scripts/test installs it"
+            )
+        for sub in ("home", "mnesia", "log"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        (self.directory / "enabled_plugins").write_text("[].\n")
+        (self.directory / "rabbitmq-env.conf").write_text("")
+        (self.directory / "advanced.config").write_text("[].\n")
+        (self.directory / "rabbitmq.conf").write_text(
+            "\n".join([
+                f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}",
+                f"listeners.ssl.default = 127.0.0.1:{self.amqps_port}",
+                f"ssl_options.cacertfile = {self.certs.ca_file}",
+                f"ssl_options.certfile = {self.certs.cert_file}",
+                f"ssl_options.keyfile = {self.certs.key_file}",
+                "ssl_options.verify = verify_none",
+                "ssl_options.fail_if_no_peer_cert = false",
+                f"default_user = {USER}",
+                f"default_pass = {PASSWORD}",
+                "loopback_users = none",
+                "log.console = false",
+                "log.file.level = warning",
+                "disk_free_limit.absolute = 50MB",
+                "",
+            ])
+        )
+        self.process = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env,
+            stdout=open(self.directory / "stdout.log", "wb"),  # noqa: SIM115 - lives with the broker
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited with {self.process.returncode}:\n"
+                                   + self.log_tail())
+            try:
+                self.plain_connection().close()
+                return
+            except pika.exceptions.AMQPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"rabbitmq-server did not accept connections in {timeout:.0f} s:\n"
+                           + self.log_tail())
+
+    def log_tail(self, lines: int = 40) -> str:
+        texts = []
+        for path in [self.directory / "stdout.log", *sorted(self.log_dir.glob("*.log"))]:
+            if path.exists():
+                texts.append(f"--- {path.name}\n"
+                             + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(texts)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            self.ctl("stop", timeout=30)
+            self.process.wait(timeout=30)
+        except (subprocess.SubprocessError, OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        # epmd may stay behind; it is shared and harmless.
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        result = subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=True,
+        )
+        return result.stdout
+
+    def plain_connection(self) -> pika.BlockingConnection:
+        """For the tests' own publishing and inspection (the product always uses TLS here)."""
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            host="127.0.0.1", port=self.amqp_port,
+            credentials=pika.PlainCredentials(USER, PASSWORD),
+            connection_attempts=1, socket_timeout=5, blocked_connection_timeout=30,
+        ))
+
+    def amqps_url(self, user: str = USER, password: str = PASSWORD, host: str = "localhost") -> str:
+        return f"amqps://{user}:{password}@{host}:{self.amqps_port}/"
+
+    @contextmanager
+    def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+        connection = self.plain_connection()
+        try:
+            yield connection.channel()
+        finally:
+            if connection.is_open:
+                connection.close()
+
+
+def rabbit_available() -> bool:
+    return (RABBIT_BIN / "rabbitmq-server").exists() and shutil.which("erl") is not None
