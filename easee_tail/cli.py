@@ -1,0 +1,328 @@
+"""Command-line interface: parse options, build the pipeline, map failures to exit codes.
+
+Nothing here decides how to decode, filter or draw; it wires the stages together.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NoReturn
+
+import click
+from click.shell_completion import CompletionItem
+from rich.console import Console
+
+from easee_tail import __version__, catalogue
+from easee_tail.credentials import DEFAULT_API_URL, ConnectionDetails, EaseeApi, parse_amqp_url
+from easee_tail.decode import decode
+from easee_tail.environment import Environment
+from easee_tail.errors import EaseeTailError, ExitCode, Redactor
+from easee_tail.filters import build_filter, split_values
+from easee_tail.fleet import Fleet
+from easee_tail.format import summary
+from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
+from easee_tail.sinks import Sink
+from easee_tail.sinks.jsonl import JsonlSink
+from easee_tail.sinks.table import TableSink
+from easee_tail.source import Source
+from easee_tail.source.broker import DEFAULT_PREFETCH, BrokerSource
+from easee_tail.source.demo import DemoSource
+from easee_tail.stats import Stats
+
+SIGNAL_EXIT = {2: ExitCode.INTERRUPTED, 15: ExitCode.TERMINATED}
+
+
+class DefaultGroup(click.Group):
+    """`easee-tail [OPTIONS]` tails; `easee-tail demo` and friends are subcommands."""
+
+    default_command = "tail"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def _complete_observations(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    prefix = incomplete.rsplit(",", 1)
+    head = prefix[0] + "," if len(prefix) == 2 else ""
+    last = prefix[-1].lower()
+    return [
+        CompletionItem(head + entry.name, help=f"{entry.id} {entry.description}"[:60])
+        for entry in catalogue.load()
+        if entry.name.lower().startswith(last) or str(entry.id).startswith(last)
+    ]
+
+
+def _resolve_observations(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> list[int]:
+    table = catalogue.load()
+    ids = []
+    for text in split_values(values):
+        try:
+            ids.append(table.resolve(text))
+        except catalogue.UnknownObservation as unknown:
+            hint = (f"; did you mean {', '.join(unknown.suggestions)}?" if unknown.suggestions
+                    else "; `easee-tail observations` lists them")
+            raise click.BadParameter(f"no observation is named {text!r}{hint}",
+                                     ctx=ctx, param=param) from None
+    return ids
+
+
+def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every pipeline shares, broker or demo."""
+    options = [
+        click.option("--jsonl", is_flag=True,
+                     help="Write JSON lines to stdout (the default when stdout is not a terminal)."),
+        click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="Also append JSON lines to FILE (created 0600)."),
+        click.option("--charger", "chargers", metavar="SERIAL", multiple=True,
+                     help="Only these chargers (repeatable, comma-separated)."),
+        click.option("--obs", "observations", metavar="ID|NAME", multiple=True,
+                     callback=_resolve_observations, shell_complete=_complete_observations,
+                     help="Only these observations, by id or name, case-insensitive "
+                          "(repeatable, comma-separated)."),
+        click.option("--count", type=click.IntRange(min=1), metavar="N",
+                     help="Exit 0 after N records passed the filters."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="Exit 0 after SECONDS."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "max_content_width": 100})
+@click.version_option(__version__, prog_name="easee-tail")
+def main() -> None:
+    """Tail the Easee charger cloud's AMQP observation stream.
+
+    \b
+    easee-tail --token TOKEN             watch your chargers (live table, or JSONL when piped)
+    easee-tail demo                      the same on a simulated fleet: no account needed
+    easee-tail --obs ChargerOpMode | jq  filter and pipe
+    """
+
+
+@main.command("tail")
+@click.option("--token", envvar="EASEE_TOKEN", metavar="TOKEN",
+              help="Access token of an integration account [env EASEE_TOKEN].")
+@click.option("--username", envvar="EASEE_USERNAME",
+              help="Log in with this integration account [env EASEE_USERNAME].")
+@click.option("--password", envvar="EASEE_PASSWORD",
+              help="Password for --username; prompted for when omitted on a terminal "
+                   "[env EASEE_PASSWORD].")
+@click.option("--api-url", envvar="EASEE_API_URL", default=DEFAULT_API_URL, show_default=True,
+              help="Easee API base URL [env EASEE_API_URL].")
+@click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL",
+              help="amqps://user:pass@host:port/vhost: skip the API and connect directly; "
+                   "needs --queue [env EASEE_AMQP_URL].")
+@click.option("--queue", envvar="EASEE_QUEUE", metavar="NAME",
+              help="Queue to consume with --amqp-url [env EASEE_QUEUE].")
+@click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False),
+              help="Also trust this CA, for the broker and the API [env EASEE_CA_FILE].")
+@click.option("--prefetch", type=click.IntRange(1, 65535), default=DEFAULT_PREFETCH,
+              show_default=True, help="Unacknowledged messages the broker may send ahead.")
+@click.option("--allow-shared", is_flag=True,
+              help="Consume even when other consumers are attached (they lose the messages "
+                   "easee-tail takes).")
+@output_options
+def tail_command(**options: Any) -> None:
+    """Consume the stream (the default command)."""
+    _Command(Environment.from_process()).tail(**options)
+
+
+@main.command("demo")
+@click.option("--chargers", "charger_count", type=click.IntRange(1, 500), default=4,
+              show_default=True, help="Chargers in the simulated fleet.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1_000_000), default=8.0,
+              show_default=True, help="Messages per second.")
+@click.option("--seed", type=int, help="Seed for a repeatable fleet.")
+@output_options
+def demo_command(charger_count: int, rate: float, seed: int | None, **options: Any) -> None:
+    """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
+    source = DemoSource(Fleet(charger_count, seed=seed), rate)
+    _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+
+
+@dataclass
+class _Command:
+    env: Environment
+
+    def __post_init__(self) -> None:
+        self.redact = Redactor()
+        self.stop = StopRequest()
+        self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
+                              highlight=False, soft_wrap=True)
+
+    def tail(
+        self, token: str | None, username: str | None, password: str | None, api_url: str,
+        amqp_url: str | None, queue: str | None, ca_file: str | None, prefetch: int,
+        allow_shared: bool, **options: Any,
+    ) -> None:
+        self.redact.add(token, password)
+        if amqp_url:
+            self.redact.add(_url_password(amqp_url))
+        details = self._details(token, username, password, api_url, amqp_url, queue, ca_file)
+
+        def open_source() -> tuple[Source, int]:
+            details_now = details()
+            self.redact.add(details_now.password)
+            if not details_now.use_ssl:
+                self.warn(f"the connection details ask for a plain (unencrypted) connection to "
+                          f"{details_now.server}: the stream is readable on the network")
+            source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch)
+            state = source.open(allow_shared=allow_shared)
+            if state.consumers:
+                self.warn(f"{state.consumers} other consumer(s) share {details_now.queue}: "
+                          "messages shown here do not reach them")
+            if state.messages:
+                self.info(f"{state.messages:,} messages are waiting in {details_now.queue}")
+            return source, state.messages
+
+        self.consume(open_source, **options)
+
+    def _details(
+        self, token: str | None, username: str | None, password: str | None, api_url: str,
+        amqp_url: str | None, queue: str | None, ca_file: str | None,
+    ) -> Callable[[], ConnectionDetails]:
+        """Check the credential options now; the returned call does the network part."""
+        if amqp_url:
+            if not queue:
+                raise click.UsageError("--amqp-url needs --queue (or EASEE_QUEUE)")
+            try:
+                direct = parse_amqp_url(amqp_url, queue)
+            except ValueError as problem:
+                raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
+            return lambda: direct
+        if token and username:
+            raise click.UsageError("give --token or --username, not both")
+        if not token and not username:
+            raise click.UsageError(
+                "no credentials: pass --token (or EASEE_TOKEN), --username (or EASEE_USERNAME), "
+                "or --amqp-url with --queue; `easee-tail demo` runs without an account")
+        if username and not password:
+            if not self.env.stdin_isatty:
+                raise click.UsageError(
+                    "--username needs --password or EASEE_PASSWORD when stdin is not a terminal")
+            password = click.prompt(f"Easee password for {username}", hide_input=True,
+                                    err=True)
+            self.redact.add(password)
+        elif password and not username:
+            raise click.UsageError("--password goes with --username")
+
+        def fetch() -> ConnectionDetails:
+            api = EaseeApi(api_url, ca_file=ca_file)
+            access = token if token else api.login(username or "", password or "")
+            self.redact.add(access)
+            return api.stream_details(access)
+
+        return fetch
+
+    def consume(
+        self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
+        save_path: str | None, chargers: Sequence[str], observations: Sequence[int],
+        count: int | None, duration: float | None,
+    ) -> None:
+        env = self.env
+        self.stop.install()
+        keep = build_filter(split_values(chargers), observations)
+        table = catalogue.load()
+        sinks: list[Sink] = []
+        source: Source | None = None
+        stats: Stats | None = None
+        started = time.monotonic()
+        try:
+            if save_path:
+                sinks.append(JsonlSink.open_file(save_path))
+            source, backlog = open_source()
+            show_table = not jsonl and env.stdout_isatty
+            if show_table or env.stderr_isatty:
+                stats = Stats()
+                sinks.append(stats)
+            if show_table:
+                assert stats is not None
+                console = Console(file=env.stdout, no_color=env.no_color)
+                sinks.append(TableSink(console, stats, source.server, source.queue, backlog))
+            else:
+                sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True))
+            started = time.monotonic()
+            ending = run(source, partial(decode, catalogue=table), keep, sinks,
+                         Limits(count, duration), self.stop)
+        except Interrupted as interrupted:
+            ending, self.stop.signum = Ending.SIGNAL, interrupted.signum
+        except EaseeTailError as problem:
+            self._close(source, sinks)
+            self.fail(problem.message, problem.exit_code)
+        finally:
+            self._close(source, sinks)
+        if ending is Ending.PIPE_CLOSED:
+            _silence_stdout()
+        if stats is not None and env.stderr_isatty:
+            self.stderr.print(summary(stats, time.monotonic() - started), style="dim")
+        if ending is Ending.SIGNAL and self.stop.signum is not None:
+            sys.exit(SIGNAL_EXIT.get(self.stop.signum, ExitCode.INTERRUPTED))
+
+    def _close(self, source: Source | None, sinks: list[Sink]) -> None:
+        if source is not None:
+            source.close()
+        while sinks:
+            try:
+                sinks.pop().close()
+            except (OSError, EaseeTailError):
+                pass
+
+    def info(self, message: str) -> None:
+        self.stderr.print(f"easee-tail: {self.redact(message)}", style="dim")
+
+    def warn(self, message: str) -> None:
+        self.stderr.print(f"easee-tail: warning: {self.redact(message)}", style="yellow")
+
+    def fail(self, message: str, code: ExitCode) -> NoReturn:
+        self.stderr.print(f"easee-tail: error: {self.redact(message)}", style="red")
+        sys.exit(code)
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def _silence_stdout() -> None:
+    """After `| head` closed the pipe, keep Python's exit-time flush from complaining."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def entry() -> None:
+    try:
+        main(standalone_mode=True)
+    except Interrupted as interrupted:
+        sys.exit(SIGNAL_EXIT.get(interrupted.signum, ExitCode.INTERRUPTED))
+    except SystemExit:
+        raise
+    except BaseException:  # a bug: one line, no secrets; the traceback only on request
+        if os.environ.get("EASEE_TAIL_DEBUG"):
+            traceback.print_exc()
+        kind, value = sys.exc_info()[:2]
+        print(f"easee-tail: internal error: {kind.__name__ if kind else '?'}; "
+              "set EASEE_TAIL_DEBUG=1 for details", file=sys.stderr)
+        sys.exit(ExitCode.ERROR)

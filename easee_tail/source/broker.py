@@ -1,0 +1,205 @@
+"""Deliveries from the Easee queue over AMQP (pika's BlockingConnection), TLS verified.
+
+Manual acknowledgement only; the consumer loop acks through a tag once the sinks wrote it.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from easee_tail.credentials import ConnectionDetails
+from easee_tail.errors import (
+    BrokerClosed,
+    BrokerLoginRefused,
+    EaseeTailError,
+    QueueNotFound,
+    QueueShared,
+    TlsFailure,
+    Unreachable,
+)
+from easee_tail.model import Delivery
+from easee_tail.source import IDLE_TICK
+from easee_tail.tls import client_context, describe_tls_error
+
+HEARTBEAT = 30  # seconds
+DEFAULT_PREFETCH = 1000
+
+
+@dataclass(frozen=True)
+class QueueState:
+    messages: int  # ready messages waiting (the backlog)
+    consumers: int  # other consumers attached right now
+
+
+class BrokerSource:
+    def __init__(
+        self,
+        details: ConnectionDetails,
+        ca_file: str | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> None:
+        self._details = details
+        self._ca_file = ca_file
+        self._prefetch = prefetch
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self.server = details.display_url
+        self.queue = details.queue
+
+    def open(self, allow_shared: bool = False) -> QueueState:
+        """Connect, check the queue, and refuse to steal from another consumer."""
+        self._connection = self._connect()
+        self._channel = self._connection.channel()
+        try:
+            declared = self._channel.queue_declare(self._details.queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as closed:
+            raise QueueNotFound(
+                f"the queue {self._details.queue!r} does not exist on {self.server} "
+                f"(or this user may not read it): {closed.reply_text}"
+            ) from None
+        state = QueueState(declared.method.message_count, declared.method.consumer_count)
+        if state.consumers and not allow_shared:
+            raise QueueShared(
+                f"{state.consumers} other consumer(s) are attached to {self._details.queue!r}: "
+                "RabbitMQ gives each message to one consumer only, so every message easee-tail "
+                "took would never reach them (your production service?); stop them or pass "
+                "--allow-shared if losing those messages is acceptable"
+            )
+        self._channel.basic_qos(prefetch_count=self._prefetch)
+        return state
+
+    def batches(self) -> Iterator[Sequence[Delivery]]:
+        assert self._connection is not None and self._channel is not None
+        pending: list[Delivery] = []
+        clock = time.time
+
+        def on_message(
+            _channel: BlockingChannel,
+            method: pika.spec.Basic.Deliver,
+            properties: pika.BasicProperties,
+            body: bytes,
+        ) -> None:
+            pending.append(Delivery(
+                method.routing_key, body, properties.headers, clock(),
+                method.redelivered, method.delivery_tag,
+            ))
+
+        try:
+            self._channel.basic_consume(self._details.queue, on_message, auto_ack=False)
+            while True:
+                self._connection.process_data_events(time_limit=IDLE_TICK)
+                if pending:
+                    batch, pending = pending, []
+                    yield batch
+                else:
+                    yield ()
+        except pika.exceptions.ChannelClosedByBroker as closed:
+            raise BrokerClosed(
+                f"the broker closed the channel ({closed.reply_code}: {closed.reply_text})"
+            ) from None
+        except (pika.exceptions.ConnectionClosed, pika.exceptions.StreamLostError,
+                pika.exceptions.AMQPHeartbeatTimeout) as lost:
+            raise BrokerClosed(f"the connection to {self.server} was lost: {_reason(lost)}") from None
+
+    def ack_through(self, tag: int) -> None:
+        assert self._channel is not None
+        self._channel.basic_ack(delivery_tag=tag, multiple=True)
+
+    def close(self) -> None:
+        """Close politely; unacknowledged deliveries go back to the queue."""
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+
+    def _connect(self) -> pika.BlockingConnection:
+        details = self._details
+        parameters = pika.ConnectionParameters(
+            host=details.server,
+            port=details.port,
+            virtual_host=details.virtual_host,
+            credentials=pika.PlainCredentials(details.username, details.password),
+            heartbeat=HEARTBEAT,
+            blocked_connection_timeout=300,
+            connection_attempts=1,
+            socket_timeout=10,
+            stack_timeout=20,
+            ssl_options=(
+                pika.SSLOptions(client_context(self._ca_file), server_hostname=details.server)
+                if details.use_ssl else None
+            ),
+            client_properties={"connection_name": "easee-tail", "product": "easee-tail"},
+        )
+        try:
+            return pika.BlockingConnection(parameters)
+        except pika.exceptions.ProbableAuthenticationError:
+            raise BrokerLoginRefused(
+                f"the broker at {self.server} refused the AMQP login for {details.username!r}; "
+                "the connection details may have been rotated: run again to fetch new ones"
+            ) from None
+        except pika.exceptions.ProbableAccessDeniedError:
+            raise BrokerLoginRefused(
+                f"the broker at {self.server} refused access to virtual host "
+                f"{details.virtual_host!r} for {details.username!r}"
+            ) from None
+        except pika.exceptions.AMQPConnectionError as failed:
+            raise _connection_error(failed, details) from None
+
+
+def _connection_error(failed: BaseException, details: ConnectionDetails) -> EaseeTailError:
+    causes = list(_causes(failed))
+    where = f"{details.server}:{details.port}"
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError | ssl.SSLError):
+            return TlsFailure(
+                f"TLS verification failed for the broker {where} ({describe_tls_error(cause)}); "
+                "if it uses a private CA, pass --ca-file"
+            )
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return Unreachable(f"cannot reach the broker {where}: the host name does not resolve")
+        if isinstance(cause, ConnectionRefusedError):
+            return Unreachable(f"cannot reach the broker {where}: connection refused")
+        if isinstance(cause, TimeoutError | socket.timeout | pika.exceptions.AMQPConnectorStackTimeout):
+            return Unreachable(f"cannot reach the broker {where}: the connection timed out")
+        if isinstance(cause, pika.exceptions.IncompatibleProtocolError):
+            return Unreachable(
+                f"{where} did not speak AMQP"
+                + (" over TLS (is it a plain port?)" if details.use_ssl else "")
+            )
+    return Unreachable(f"cannot connect to the broker {where}: {_reason(failed)}")
+
+
+def _causes(problem: BaseException) -> Iterator[BaseException]:
+    """The exception and everything nested in it (pika wraps failures several levels deep)."""
+    stack: list[BaseException] = [problem]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        for nested in getattr(current, "exceptions", None) or ():
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+        stack.extend(c for c in (current.__cause__, current.__context__) if c is not None)
+
+
+def _reason(problem: BaseException) -> str:
+    text = str(problem).strip() or type(problem).__name__
+    return text.splitlines()[0][:160]
+
+
+Connector = Callable[[], BrokerSource]

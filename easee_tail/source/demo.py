@@ -1,0 +1,44 @@
+"""Deliveries from the simulated fleet, in real time, in-process: no account, no network."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from easee_tail.fleet import Fleet
+from easee_tail.model import Delivery
+from easee_tail.source import IDLE_TICK
+
+MAX_BATCH = 1000
+
+
+class DemoSource:
+    server = "demo: simulated fleet, no network"
+    queue = "(in-process)"
+
+    def __init__(self, fleet: Fleet, rate: float) -> None:
+        self._fleet = fleet
+        self._rate = rate
+
+    def batches(self) -> Iterator[Sequence[Delivery]]:
+        messages = self._fleet.messages(time.time(), self._rate)
+        moment, message = next(messages)
+        tag = 0
+        while True:
+            batch: list[Delivery] = []
+            now = time.time()
+            while moment <= now and len(batch) < MAX_BATCH:
+                tag += 1
+                batch.append(Delivery(message.routing_key, message.body, message.headers,
+                                      now, False, tag))
+                moment, message = next(messages)
+            yield batch
+            pause = min(moment - time.time(), IDLE_TICK)
+            if pause > 0:
+                time.sleep(pause)
+
+    def ack_through(self, tag: int) -> None:
+        pass  # nothing to give back: the fleet lives in this process
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,88 @@
+"""Running statistics: counts, rate and latency percentiles. A sink like the others."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, deque
+
+from easee_tail.model import Record
+
+WINDOW = 2048  # latencies kept for the live percentiles
+RESERVOIR = 10_000  # latencies sampled over the whole run for the exit summary
+RATE_SPAN = 5.0  # seconds the rate is averaged over
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.total = 0
+        self.errors = 0
+        self.per_charger: Counter[str] = Counter()
+        self.per_observation: Counter[str] = Counter()
+        self.recent_latencies: deque[float] = deque(maxlen=WINDOW)
+        self.negative_latencies = 0
+        self._reservoir: list[float] = []
+        self._latency_count = 0
+        self._random = random.Random(0)
+        self._snapshots: deque[tuple[float, int]] = deque()
+        self.last_received: float | None = None  # monotonic
+
+    def write(self, record: Record) -> None:
+        self.total += 1
+        self.last_received = time.monotonic()
+        self.per_charger[record.charger or "?"] += 1
+        if record.kind == "error":
+            self.errors += 1
+            self.per_observation["(error)"] += 1
+        else:
+            self.per_observation[record.name] += 1
+        latency = record.latency_ms
+        if latency is not None:
+            self.recent_latencies.append(latency)
+            if latency < 0:
+                self.negative_latencies += 1
+            self._latency_count += 1
+            if len(self._reservoir) < RESERVOIR:
+                self._reservoir.append(latency)
+            else:
+                slot = self._random.randrange(self._latency_count)
+                if slot < RESERVOIR:
+                    self._reservoir[slot] = latency
+
+    def flush(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        self._snapshots.append((now, self.total))
+        while len(self._snapshots) > 2 and now - self._snapshots[1][0] >= RATE_SPAN:
+            self._snapshots.popleft()
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def rate(self) -> float:
+        """Messages per second over the last few seconds."""
+        if len(self._snapshots) < 2:
+            return 0.0
+        (first_time, first_total), (last_time, last_total) = self._snapshots[0], self._snapshots[-1]
+        span = last_time - first_time
+        return (last_total - first_total) / span if span > 0 else 0.0
+
+    def live_percentiles(self) -> dict[str, float] | None:
+        return percentiles(self.recent_latencies)
+
+    def run_percentiles(self) -> dict[str, float] | None:
+        return percentiles(self._reservoir)
+
+
+def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1]}
