@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pika
@@ -152,7 +152,8 @@ class BrokerSource:
                 f"the broker at {self.server} refused access to virtual host "
                 f"{details.virtual_host!r} for {details.username!r}"
             ) from None
-        except pika.exceptions.AMQPConnectionError as failed:
+        except (pika.exceptions.AMQPConnectionError, OSError) as failed:
+            # pika raises socket and SSL errors as they are on some paths, wrapped on others
             raise _connection_error(failed, details) from None
 
 
@@ -160,17 +161,22 @@ def _connection_error(failed: BaseException, details: ConnectionDetails) -> Ease
     causes = list(_causes(failed))
     where = f"{details.server}:{details.port}"
     for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError | ssl.SSLError):
+        if isinstance(cause, ssl.SSLCertVerificationError):
             return TlsFailure(
                 f"TLS verification failed for the broker {where} ({describe_tls_error(cause)}); "
                 "if it uses a private CA, pass --ca-file"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return TlsFailure(
+                f"the TLS handshake with the broker {where} failed ({describe_tls_error(cause)}); "
+                "is that port a TLS (amqps) port?"
             )
     for cause in causes:
         if isinstance(cause, socket.gaierror):
             return Unreachable(f"cannot reach the broker {where}: the host name does not resolve")
         if isinstance(cause, ConnectionRefusedError):
             return Unreachable(f"cannot reach the broker {where}: connection refused")
-        if isinstance(cause, TimeoutError | socket.timeout | pika.exceptions.AMQPConnectorStackTimeout):
+        if isinstance(cause, TimeoutError):
             return Unreachable(f"cannot reach the broker {where}: the connection timed out")
         if isinstance(cause, pika.exceptions.IncompatibleProtocolError):
             return Unreachable(
@@ -194,6 +200,9 @@ def _causes(problem: BaseException) -> Iterator[BaseException]:
         for nested in getattr(current, "exceptions", None) or ():
             if isinstance(nested, BaseException):
                 stack.append(nested)
+        wrapped = getattr(current, "exception", None)  # pika's connector errors
+        if isinstance(wrapped, BaseException):
+            stack.append(wrapped)
         stack.extend(c for c in (current.__cause__, current.__context__) if c is not None)
 
 
@@ -201,5 +210,3 @@ def _reason(problem: BaseException) -> str:
     text = str(problem).strip() or type(problem).__name__
     return text.splitlines()[0][:160]
 
-
-Connector = Callable[[], BrokerSource]

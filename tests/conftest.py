@@ -1,0 +1,179 @@
+"""Fixtures: a private RabbitMQ over TLS, an HTTP server playing the Easee API, the installed CLI.
+
+No mocks: the product runs as a real process against real servers. A broker that cannot
+start fails the session loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.harness.certs import Certificates, make_certificates
+from tests.harness.rabbit import PASSWORD, USER, RabbitBroker
+
+TOKEN = "integration-token-S3cr3tAAAA"  # recognisable: leak checks look for these values
+LOGIN_PASSWORD = "login-password-Pw9876zz"
+SECRETS = (TOKEN, LOGIN_PASSWORD, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory: pytest.TempPathFactory, certs: Certificates) -> Iterator[RabbitBroker]:
+    broker = RabbitBroker(tmp_path_factory.mktemp("rabbit"), certs)
+    broker.start()  # raises with the broker's log when it cannot start: the tests fail
+    yield broker
+    broker.stop()
+
+
+@dataclass
+class BrokerQueue:
+    """A durable classic queue, as Easee provisions it, fed through a topic exchange so that
+    deliveries carry real routing keys (`<serial>.O.<id>`)."""
+
+    name: str
+    exchange: str
+    broker: RabbitBroker
+
+    def publish(self, routing_key: str, body: bytes | str,
+                headers: Mapping[str, object] | None = None) -> None:
+        self.publish_many([(routing_key, body, headers)])
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes | str, Mapping[str, object] | None]]
+    ) -> None:
+        with self.broker.channel() as channel:
+            channel.confirm_delivery()
+            for routing_key, body, headers in messages:
+                channel.basic_publish(
+                    self.exchange, routing_key,
+                    body.encode() if isinstance(body, str) else body,
+                    pika.BasicProperties(headers=dict(headers) if headers else None,
+                                         delivery_mode=2),
+                )
+
+    def depth(self) -> int:
+        """Messages ready in the queue (not counting ones a live consumer holds)."""
+        with self.broker.channel() as channel:
+            count: int = channel.queue_declare(self.name, passive=True).method.message_count
+            return count
+
+
+@pytest.fixture
+def queue(rabbit: RabbitBroker) -> Iterator[BrokerQueue]:
+    name = f"Operator_{uuid.uuid4().hex[:8]}.Q"
+    exchange = name.replace(".Q", ".O.X")
+    with rabbit.channel() as channel:
+        channel.queue_declare(name, durable=True)
+        channel.exchange_declare(exchange, "topic")
+        channel.queue_bind(name, exchange, "#")
+    yield BrokerQueue(name, exchange, rabbit)
+    with rabbit.channel() as channel:
+        channel.queue_delete(name)
+        channel.exchange_delete(exchange)
+
+
+def stream_details(rabbit: RabbitBroker, queue: str, **overrides: Any) -> dict[str, Any]:
+    reply = {
+        "server": "localhost", "port": rabbit.amqps_port, "useSsl": True, "virtualHost": "/",
+        "queueName": queue, "exchangeName": queue.replace(".Q", ".C.X"),
+        "username": USER, "password": PASSWORD,
+    }
+    reply.update(overrides)
+    return reply
+
+
+@pytest.fixture
+def api(httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue) -> HTTPServer:
+    """The Easee API, answering the stream endpoint for TOKEN with the test queue."""
+    httpserver.expect_request(
+        "/api/streams/amqp/v2", method="GET", headers={"Authorization": f"Bearer {TOKEN}"},
+    ).respond_with_json(stream_details(rabbit, queue.name))
+    return httpserver
+
+
+@pytest.fixture(scope="session")
+def https_api(certs: Certificates) -> Iterator[HTTPServer]:
+    """A second Easee API, over TLS with this run's certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certs.cert_file), str(certs.key_file))
+    server = HTTPServer(host="localhost", port=0, ssl_context=context)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def easee_tail() -> str:
+    path = shutil.which("easee-tail")
+    if path is None:
+        raise RuntimeError("the easee-tail console script is not installed (pip install -e .)")
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EASEE_")}
+    env.update(NO_COLOR="1", PYTHONUNBUFFERED="0", **extra)
+    return env
+
+
+@dataclass
+class Runner:
+    executable: str
+    certs: Certificates
+
+    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.executable, *args], capture_output=True, text=True, timeout=timeout,
+            env=dict(env) if env is not None else clean_env(),
+            stdin=subprocess.DEVNULL if input is None else None, input=input,
+        )
+
+    def popen(self, *args: str, env: Mapping[str, str] | None = None,
+              stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.executable, *args], stdout=stdout, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, env=dict(env) if env is not None else clean_env(),
+        )
+
+
+@pytest.fixture
+def cli(easee_tail: str, certs: Certificates) -> Runner:
+    return Runner(easee_tail, certs)
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text, f"a secret leaked: {text!r}"
+
+
+def api_args(server: HTTPServer, certs: Certificates) -> list[str]:
+    return ["--api-url", server.url_for("").rstrip("/"), "--ca-file", str(certs.ca_file)]
+
+
+def free_closed_port() -> int:
+    from tests.harness.rabbit import free_port
+    return free_port()
+
+
+def path_text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
