@@ -5,6 +5,7 @@ Nothing here decides how to decode, filter or draw; it wires the stages together
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -44,7 +45,8 @@ class DefaultGroup(click.Group):
     default_command = "tail"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+        # `tail` takes no arguments, so only options (or nothing) mean the default command.
+        if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
@@ -313,6 +315,10 @@ def _silence_stdout() -> None:
 
 
 def entry() -> None:
+    # pika logs connection trouble itself; we report it once, our way, without its details.
+    pika_log = logging.getLogger("pika")
+    pika_log.addHandler(logging.NullHandler())
+    pika_log.propagate = False
     try:
         main(standalone_mode=True)
     except Interrupted as interrupted:

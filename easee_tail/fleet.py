@@ -83,7 +83,6 @@ class Fleet:
         observation, value = charger.script.popleft()
         if observation == "energy":
             return self._energy(charger, now)
-        assert isinstance(observation, int)
         return self._wire(charger, observation, value, now)
 
     # The charger's life, planned a phase at a time.

@@ -14,7 +14,7 @@ MAX_VALUE_WIDTH = 80
 
 def display_value(record: Record) -> str:
     if record.kind == "error":
-        return f"{record.error}: {shorten(record.raw)}"
+        return shorten(f"{shorten(record.raw, 40)}  ({record.error})")
     value = record.value
     if isinstance(value, bool):
         text = "true" if value else "false"

@@ -6,6 +6,7 @@ machine is shared with it. When it cannot start, `start` raises with its log: te
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,9 @@ import pika
 from tests.harness.certs import Certificates
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+# The start-up poll fails on purpose until the broker listens; pika would log every try.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
+
 USER = "easee-test"
 PASSWORD = "broker-secret-Zq81xv"  # a recognisable value: secret-leak tests look for it
 

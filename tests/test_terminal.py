@@ -1,0 +1,102 @@
+"""What a person sees: the live table in a real terminal (tmux), Ctrl-C, the exit summary."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.conftest import TOKEN, BrokerQueue, Runner, api_args
+
+WIDTH, HEIGHT = 120, 30
+
+
+class Terminal:
+    def __init__(self, session: str) -> None:
+        self.session = session
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"the terminal never showed what was expected:\n{screen}")
+
+    def press(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Callable[[list[str]], Terminal]]:
+    if shutil.which("tmux") is None:
+        raise RuntimeError("tmux is needed for the terminal tests (scripts/test installs it)")
+    sessions: list[str] = []
+
+    def start(command: list[str]) -> Terminal:
+        session = f"easee-{uuid.uuid4().hex[:8]}"
+        sessions.append(session)
+        shell = (f"NO_COLOR=1 {shlex.join(command)}; echo EXIT=$?; sleep 600")
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(WIDTH),
+                        "-y", str(HEIGHT), "bash", "-c", shell], check=True)
+        return Terminal(session)
+
+    yield start
+    for session in sessions:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_live_table_shows_observations_and_ctrl_c_prints_the_summary(
+    cli: Runner, api: HTTPServer, queue: BrokerQueue, tmp_path: Path,
+    terminal: Callable[[list[str]], Terminal],
+) -> None:
+    save = tmp_path / "table.jsonl"
+    queue.publish("EHTABLE1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}',
+                  {"ArrivalTime": "2026-11-24T12:00:00Z"})
+    queue.publish("EHTABLE1.O.120", '{"Value": 11.04}')
+    queue.publish("EHTABLE1.O.120", "garbage")
+    screen = terminal([cli.executable, "--token", TOKEN, *api_args(api, cli.certs),
+                       "--save", str(save)])
+    shown = screen.wait_for(lambda s: "unreadable" in s and "11.04 kW" in s)
+    assert f"queue {queue.name}" in shown
+    assert "3 messages" in shown
+    assert "3 Charging" in shown
+    assert "ChargerOpMode" in shown and "EHTABLE1" in shown
+    assert "error" in shown and "garbage" in shown
+    # Arrival times from 2026-11-24 are far in the past: a latency in minutes, shown.
+    assert "min" in shown
+    queue.publish("EHTABLE1.O.109", '{"Value": 4}')
+    screen.wait_for(lambda s: "4 Completed" in s)
+    screen.press("C-c")
+    ended = screen.wait_for(lambda s: "EXIT=" in s, timeout=10)
+    assert "EXIT=130" in ended
+    assert "easee-tail: 4 messages" in ended and "per charger: EHTABLE1 4" in ended
+    assert "Traceback" not in ended
+    saved = [json.loads(line) for line in save.read_text().splitlines()]
+    assert [record["kind"] for record in saved] == ["observation", "observation", "error",
+                                                    "observation"]
+    assert queue.depth() == 0
+
+
+def test_demo_runs_in_a_terminal_without_any_account(
+    cli: Runner, terminal: Callable[[list[str]], Terminal]
+) -> None:
+    screen = terminal([cli.executable, "demo", "--rate", "40", "--duration", "3"])
+    shown = screen.wait_for(lambda s: "messages" in s and "ChargerOpMode" in s)
+    assert "demo: simulated fleet" in shown and "latency p50" in shown
+    ended = screen.wait_for(lambda s: "EXIT=" in s, timeout=15)
+    assert "EXIT=0" in ended
