@@ -5,6 +5,7 @@ Nothing here decides how to decode, filter or draw; it wires the stages together
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -280,10 +281,8 @@ class _Command:
         if source is not None:
             source.close()
         while sinks:
-            try:
+            with contextlib.suppress(OSError, EaseeTailError):
                 sinks.pop().close()
-            except (OSError, EaseeTailError):
-                pass
 
     def info(self, message: str) -> None:
         self.stderr.print(f"easee-tail: {self.redact(message)}", style="dim")
@@ -328,7 +327,7 @@ def entry() -> None:
     except BaseException:  # a bug: one line, no secrets; the traceback only on request
         if os.environ.get("EASEE_TAIL_DEBUG"):
             traceback.print_exc()
-        kind, value = sys.exc_info()[:2]
+        kind, _value = sys.exc_info()[:2]
         print(f"easee-tail: internal error: {kind.__name__ if kind else '?'}; "
               "set EASEE_TAIL_DEBUG=1 for details", file=sys.stderr)
         sys.exit(ExitCode.ERROR)

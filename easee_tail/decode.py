@@ -109,6 +109,7 @@ def _observation(
         notes.append(NEGATIVE_LATENCY_NOTE)
     declared = _declared_type(body)
     raw: object = None
+    tags: tuple[str, ...]
     if entry is None:
         value = wire_value
         name, unit, label, value_type, tags = "Unknown", None, None, declared, ()

@@ -6,14 +6,14 @@ from datetime import datetime
 
 import orjson
 
-from easee_tail.model import Record
+from easee_tail.model import ErrorRecord, Record
 from easee_tail.stats import Stats
 
 MAX_VALUE_WIDTH = 80
 
 
 def display_value(record: Record) -> str:
-    if record.kind == "error":
+    if isinstance(record, ErrorRecord):
         return shorten(f"{shorten(record.raw, 40)}  ({record.error})")
     value = record.value
     if isinstance(value, bool):

@@ -16,8 +16,8 @@ from easee_tail import catalogue
 from tests.conftest import (
     LOGIN_PASSWORD,
     TOKEN,
-    Runner,
     BrokerQueue,
+    Runner,
     api_args,
     assert_no_secrets,
     clean_env,
@@ -228,7 +228,7 @@ def test_unknown_observation_name_is_a_usage_error_with_suggestions(cli: Runner)
 def test_count_leaves_the_rest_in_the_queue(
     cli: Runner, api: HTTPServer, queue: BrokerQueue
 ) -> None:
-    queue.publish_many([(f"EH4.O.120", observation(float(i)), None) for i in range(10)])
+    queue.publish_many([("EH4.O.120", observation(float(i)), None) for i in range(10)])
     result = tail(cli, api, "--count", "4", "--prefetch", "50")
     assert [r["value"] for r in lines(result.stdout)] == [0.0, 1.0, 2.0, 3.0]
     assert queue.depth() == 6

@@ -5,6 +5,7 @@ Manual acknowledgement only; the consumer loop acks through a tag once the sinks
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -117,10 +118,8 @@ class BrokerSource:
         """Close politely; unacknowledged deliveries go back to the queue."""
         connection, self._connection = self._connection, None
         if connection is not None and connection.is_open:
-            try:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
 
     def _connect(self) -> pika.BlockingConnection:
         details = self._details
