@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.conftest import TOKEN, BrokerQueue, Runner, api_args
+from tests.conftest import LOGIN_PASSWORD, TOKEN, BrokerQueue, Runner, api_args, stream_details
+from tests.harness.rabbit import RabbitBroker
 
 WIDTH, HEIGHT = 120, 30
 
@@ -100,3 +101,24 @@ def test_demo_runs_in_a_terminal_without_any_account(
     assert "demo: simulated fleet" in shown and "latency p50" in shown
     ended = screen.wait_for(lambda s: "EXIT=" in s, timeout=15)
     assert "EXIT=0" in ended
+
+
+def test_login_password_is_prompted_for_without_echo(
+    cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue,
+    terminal: Callable[[list[str]], Terminal],
+) -> None:
+    httpserver.expect_request(
+        "/api/accounts/login", method="POST",
+        json={"userName": "partner@example.com", "password": LOGIN_PASSWORD},
+    ).respond_with_json({"accessToken": TOKEN, "expiresIn": 3600})
+    httpserver.expect_request(
+        "/api/streams/amqp/v2", headers={"Authorization": f"Bearer {TOKEN}"},
+    ).respond_with_json(stream_details(rabbit, queue.name))
+    queue.publish("EHPROMPT.O.109", '{"Value": 6}')
+    screen = terminal([cli.executable, "--username", "partner@example.com",
+                       *api_args(httpserver, cli.certs), "--count", "1"])
+    screen.wait_for(lambda s: "Easee password for partner@example.com" in s)
+    screen.press(LOGIN_PASSWORD, "Enter")
+    shown = screen.wait_for(lambda s: "EXIT=" in s)
+    assert "EXIT=0" in shown and "6 ReadyToCharge" in shown
+    assert LOGIN_PASSWORD not in shown and TOKEN not in shown
