@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
@@ -296,7 +297,6 @@ class _Command:
 
 
 def _url_password(url: str) -> str | None:
-    from urllib.parse import unquote, urlsplit
     try:
         password = urlsplit(url).password
     except ValueError:

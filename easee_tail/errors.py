@@ -5,7 +5,6 @@ Stages raise these where the problem is known; cli.py turns them into one stderr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -86,9 +85,6 @@ class Redactor:
     def add(self, *secrets: str | None) -> None:
         # Very short strings would mask ordinary words; Easee secrets are long.
         self._secrets.update(s for s in secrets if s and len(s) >= 4)
-
-    def add_all(self, secrets: Iterable[str | None]) -> None:
-        self.add(*secrets)
 
     def __call__(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
