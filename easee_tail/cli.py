@@ -246,6 +246,8 @@ class _Command:
         sinks: list[Sink] = []
         source: Source | None = None
         stats: Stats | None = None
+        failure: EaseeTailError | None = None
+        ending = Ending.SOURCE_ENDED
         started = time.monotonic()
         try:
             if save_path:
@@ -267,10 +269,11 @@ class _Command:
         except Interrupted as interrupted:
             ending, self.stop.signum = Ending.SIGNAL, interrupted.signum
         except EaseeTailError as problem:
-            self._close(source, sinks)
-            self.fail(problem.message, problem.exit_code)
+            failure = problem
         finally:
-            self._close(source, sinks)
+            self._close(source, sinks)  # the table stops before any error line is printed
+        if failure is not None:
+            self.fail(failure.message, failure.exit_code)
         if ending is Ending.PIPE_CLOSED:
             _silence_stdout()
         if stats is not None and env.stderr_isatty:

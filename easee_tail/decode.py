@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -68,13 +68,14 @@ def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
             arrival, received, latency_ms,
         )
     except _Unreadable as problem:
+        raw, raw_encoding = _body_as_text(delivery.body)
         return ErrorRecord(
             kind="error",
             charger=charger,
             id=route_id if kind == "O" else None,
             error=str(problem),
-            raw=_body_text(delivery.body),
-            raw_encoding=_body_encoding(delivery.body),
+            raw=raw,
+            raw_encoding=raw_encoding,
             headers=plain_headers(delivery.headers or {}),
             arrival=arrival,
             received=received,
@@ -268,7 +269,7 @@ def _json_or_text(body: bytes) -> object:
     try:
         return _parse_json(body)
     except _Unreadable:
-        return _body_text(body)
+        return _body_as_text(body)[0]
 
 
 def _ids_from_body(
@@ -334,19 +335,12 @@ def _plain(value: object) -> object:
     return value
 
 
-def _body_text(body: bytes) -> str:
+def _body_as_text(body: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+    """The body as text when it is UTF-8, else as base64, and which of the two it is."""
     try:
-        return body.decode("utf-8")
+        return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return base64.b64encode(body).decode("ascii")
-
-
-def _body_encoding(body: bytes) -> Any:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64"
-    return "utf-8"
+        return base64.b64encode(body).decode("ascii"), "base64"
 
 
 def _short(value: object) -> str:

@@ -19,7 +19,6 @@ class Stats:
         self.total = 0
         self.errors = 0
         self.per_charger: Counter[str] = Counter()
-        self.per_observation: Counter[str] = Counter()
         self.recent_latencies: deque[float] = deque(maxlen=WINDOW)
         self.negative_latencies = 0
         self._reservoir: list[float] = []
@@ -34,9 +33,6 @@ class Stats:
         self.per_charger[record.charger or "?"] += 1
         if record.kind == "error":
             self.errors += 1
-            self.per_observation["(error)"] += 1
-        else:
-            self.per_observation[record.name] += 1
         latency = record.latency_ms
         if latency is not None:
             self.recent_latencies.append(latency)
