@@ -1,0 +1,256 @@
+"""bench/run: easee-tail against a raw pika consumer, on one private RabbitMQ over TLS, in one run.
+
+Every broker row drains its own copy of the same simulated messages (one fanout exchange fills
+all the queues), each consumer a separate process timed from spawn to exit, so start-up counts
+for both. Ratios to the baseline are what to compare between machines, not the msg/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pika
+
+from bench.measure import (
+    Run,
+    latency_run,
+    pipeline_alone,
+    run_consumer,
+)
+from easee_tail.fleet import Fleet, WireMessage
+from tests.harness.certs import make_certificates
+from tests.harness.rabbit import RabbitBroker
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE_SIZE = (120, 40)  # columns, rows of the pseudo-terminal for the table row
+
+
+@dataclass
+class Row:
+    number: int
+    name: str
+    rate: float | None = None  # msg/s
+    ratio: float | None = None  # to the baseline, or to the target for row 5
+    target: str = ""
+    met: bool | None = None
+    detail: str = ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--messages", type=int, default=200_000,
+                        help="messages per throughput row (default 200,000)")
+    parser.add_argument("--rss-messages", type=int, default=1_000_000,
+                        help="messages for the peak-RSS rows (default 1,000,000)")
+    parser.add_argument("--latency-rate", type=float, default=1000.0,
+                        help="steady publishing rate for the latency row (default 1000 msg/s)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0,
+                        help="how long the latency row publishes (default 10 s)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="directory for the JSON result (default bench/results)")
+    args = parser.parse_args(argv)
+
+    easee_tail = shutil.which("easee-tail", path=str(Path(sys.executable).parent)) \
+        or shutil.which("easee-tail")
+    if easee_tail is None:
+        parser.error("easee-tail is not installed: run `pip install -e .` (bench/run does)")
+
+    work = Path(tempfile.mkdtemp(prefix="easee-bench-"))
+    certs = make_certificates(work / "certs")
+    broker = RabbitBroker(work / "rabbit", certs)
+    say(f"starting a private RabbitMQ in {work} …")
+    broker.start()
+    try:
+        rows, machine = measure_all(args, broker, easee_tail, work)
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(render(rows, machine, args.messages))
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.results / f"{stamp}-{platform.node() or 'machine'}.json"
+    path.write_text(json.dumps({
+        "machine": machine, "messages": args.messages, "rss_messages": args.rss_messages,
+        "rows": [asdict(row) for row in rows],
+    }, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+    return 0
+
+
+def measure_all(
+    args: argparse.Namespace, broker: RabbitBroker, easee_tail: str, work: Path
+) -> tuple[list[Row], dict[str, object]]:
+    count: int = args.messages
+    say(f"simulating {count:,} messages from 200 chargers …")
+    messages = simulate(count)
+    machine = describe_machine(broker)
+    throughput = ["baseline", "jsonl", "save", "table"]
+    say(f"pre-loading {count:,} messages into each of {len(throughput)} queues …")
+    preload(broker, "bench.throughput", throughput, messages, count)
+    rss_separate = args.rss_messages != count
+    if rss_separate:
+        say(f"pre-loading {args.rss_messages:,} messages into each of 2 queues for RSS …")
+        preload(broker, "bench.rss", ["rss-jsonl", "rss-table"], messages, args.rss_messages)
+
+    url = broker.amqps_url()
+    ca = str(broker.certs.ca_file)
+    tail = [easee_tail, "--amqp-url", url, "--ca-file", ca, "--count", str(count)]
+    save_file = work / "saved.jsonl"
+
+    say("1 baseline: raw pika …")
+    baseline = run_consumer(
+        [sys.executable, "-m", "bench.baseline", url, "baseline", ca, str(count)], count)
+    say("2 easee-tail --jsonl > /dev/null …")
+    jsonl = run_consumer([*tail, "--queue", "jsonl", "--jsonl"], count)
+    say("3 easee-tail --jsonl --save FILE > /dev/null …")
+    saved = run_consumer([*tail, "--queue", "save", "--jsonl", "--save", str(save_file)], count)
+    saved_lines = count_lines(save_file)
+    say(f"4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal …")
+    table = run_consumer([*tail, "--queue", "table"], count, terminal=TABLE_SIZE)
+    for name in throughput:
+        left = depth(broker, name)
+        if left:
+            raise RuntimeError(f"{left} messages were left in {name}: a run did not drain it")
+
+    say("5 the pipeline alone …")
+    alone = pipeline_alone(messages)
+
+    if rss_separate:
+        rss_tail = [easee_tail, "--amqp-url", url, "--ca-file", ca, "--count", str(args.rss_messages)]
+        say(f"6 peak RSS over {args.rss_messages:,} messages: --jsonl …")
+        rss_jsonl = run_consumer([*rss_tail, "--queue", "rss-jsonl", "--jsonl"], args.rss_messages)
+        say(f"6 peak RSS over {args.rss_messages:,} messages: table …")
+        rss_table = run_consumer([*rss_tail, "--queue", "rss-table"], args.rss_messages,
+                                 terminal=TABLE_SIZE)
+    else:
+        rss_jsonl, rss_table = jsonl, table
+
+    say(f"7 added latency at {args.latency_rate:,.0f} msg/s for {args.latency_seconds:.0f} s …")
+    latency = latency_run(broker, easee_tail, url, ca, args.latency_rate, args.latency_seconds)
+
+    base = baseline.rate(count)
+    rows = [
+        Row(1, "baseline: raw pika consumer, TLS, prefetch 1000, ack every 100",
+            base, 1.0, detail=f"{baseline.seconds:.2f} s"),
+        throughput_row(2, "easee-tail --jsonl > /dev/null", jsonl, count, base, 0.8),
+        throughput_row(3, "easee-tail --jsonl --save FILE > /dev/null", saved, count, base, 0.75,
+                       extra=f", {saved_lines:,} lines saved"),
+        throughput_row(4, f"easee-tail table, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", table,
+                       count, base, 0.7, extra=f", {table.redraws_per_second:.1f} redraws/s"),
+        Row(5, "pipeline alone: decode, filter, JSON (no broker)", alone,
+            alone / 100_000, ">= 100,000 msg/s", alone >= 100_000),
+        rss_row(rss_jsonl, rss_table, args.rss_messages),
+        Row(7, f"added latency at {args.latency_rate:,.0f} msg/s, delivery to flushed line",
+            None, None, "p99 < 2 ms", latency.p99 < 2.0,
+            f"p50 {latency.p50:.2f} ms, p99 {latency.p99:.2f} ms, max {latency.maximum:.2f} ms "
+            f"over {latency.lines:,} lines"),
+    ]
+    if saved_lines != count:
+        rows[2].met = False
+        rows[2].detail += f" (expected {count:,})"
+    return rows, machine
+
+
+def throughput_row(
+    number: int, name: str, run: Run, count: int, base: float, target: float, extra: str = ""
+) -> Row:
+    rate = run.rate(count)
+    return Row(number, name, rate, rate / base, f">= {target:.2f}x", rate / base >= target,
+               f"{run.seconds:.2f} s{extra}")
+
+
+def rss_row(jsonl: Run, table: Run, count: int) -> Row:
+    peak = max(jsonl.peak_rss_mb, table.peak_rss_mb)
+    growth = max(jsonl.rss_growth_mb, table.rss_growth_mb)
+    flat = growth < 2.0
+    return Row(6, f"peak RSS over {count:,} messages (--jsonl / table)", None, None,
+               "< 80 MB, flat", peak < 80 and flat,
+               f"{jsonl.peak_rss_mb:.1f} MB / {table.peak_rss_mb:.1f} MB; growth after warm-up "
+               f"{jsonl.rss_growth_mb:+.1f} MB / {table.rss_growth_mb:+.1f} MB")
+
+
+def render(rows: list[Row], machine: dict[str, object], count: int) -> str:
+    lines = [f"easee-tail benchmark: {count:,} messages, {machine['cpus']} CPUs "
+             f"({machine['cpu']}), Python {machine['python']}, RabbitMQ {machine['rabbitmq']}",
+             "",
+             f"{'row':<4}{'what':<64}{'msg/s':>10}{'ratio':>8}  {'target':<18}{'met':<5}detail"]
+    for row in rows:
+        rate = f"{row.rate:,.0f}" if row.rate is not None else ""
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+        met = "" if row.met is None else ("yes" if row.met else "NO")
+        lines.append(f"{row.number:<4}{row.name:<64}{rate:>10}{ratio:>8}  {row.target:<18}"
+                     f"{met:<5}{row.detail}")
+    return "\n".join(lines)
+
+
+def simulate(count: int) -> list[WireMessage]:
+    start = time.time() - count / 1000
+    stream = Fleet(200, seed=1).messages(start, 1000)
+    return [message for _, message in itertools.islice(stream, count)]
+
+
+def preload(
+    broker: RabbitBroker, exchange: str, queues: list[str], messages: list[WireMessage], count: int
+) -> None:
+    """Publish `count` messages (cycling through `messages`) once; the fanout copies them."""
+    with broker.channel() as channel:
+        channel.exchange_declare(exchange, "fanout")
+        for name in queues:
+            channel.queue_declare(name, durable=True)
+            channel.queue_bind(name, exchange)
+        for message in itertools.islice(itertools.cycle(messages), count):
+            channel.basic_publish(exchange, message.routing_key, message.body,
+                                  pika.BasicProperties(headers=message.headers))
+    deadline = time.monotonic() + 300
+    while any(depth(broker, name) < count for name in queues):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the broker did not take the messages in 5 minutes")
+        time.sleep(0.5)
+
+
+def depth(broker: RabbitBroker, queue: str) -> int:
+    with broker.channel() as channel:
+        found: int = channel.queue_declare(queue, passive=True).method.message_count
+        return found
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as saved:
+        return sum(1 for _ in saved)
+
+
+def describe_machine(broker: RabbitBroker) -> dict[str, object]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(), "cpu": model, "platform": platform.platform(),
+        "python": platform.python_version(), "pika": pika.__version__,
+        "rabbitmq": broker.ctl("version").strip(),
+    }
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

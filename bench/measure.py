@@ -1,0 +1,242 @@
+"""The measurements behind bench/run: a consumer process timed and watched, the pipeline alone,
+and the latency from delivery to a flushed JSON line at a steady rate."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import termios
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+import pika
+
+from easee_tail.catalogue import load
+from easee_tail.decode import decode
+from easee_tail.filters import build_filter
+from easee_tail.fleet import Fleet, WireMessage
+from easee_tail.model import Delivery
+from easee_tail.sinks.jsonl import encode
+from tests.harness.rabbit import RabbitBroker
+
+SAMPLE_EVERY = 0.1  # seconds between RSS readings
+FRAME_MARK = b" queue "  # appears once in the table's header, so once per redraw
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mb: float  # the kernel's high-water mark for the process
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+    redraws: int = 0
+
+    def rate(self, count: int) -> float:
+        return count / self.seconds
+
+    @property
+    def redraws_per_second(self) -> float:
+        return self.redraws / self.seconds
+
+    @property
+    def rss_growth_mb(self) -> float:
+        """RSS at the end of the run against RSS once warmed up (a quarter of the way in)."""
+        if len(self.rss_samples) < 4:
+            return 0.0
+        warm = self.rss_samples[len(self.rss_samples) // 4][1]
+        late = max(mb for _, mb in self.rss_samples[-max(1, len(self.rss_samples) // 4):])
+        return late - warm
+
+
+def run_consumer(
+    argv: Sequence[str], count: int, terminal: tuple[int, int] | None = None
+) -> Run:
+    """Run a consumer until it exits (it stops itself after `count` messages).
+
+    With `terminal`, its stdin, stdout and stderr are a pseudo-terminal of that size whose
+    output is drained (and redraws counted) as a terminal emulator would; otherwise stdout
+    goes to /dev/null.
+    """
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("EASEE_") and key not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    drained: threading.Thread | None = None
+    frames = [0]
+    errors = b""
+    began = time.perf_counter()
+    if terminal is None:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, env=env)
+    else:
+        controller, child = pty.openpty()
+        columns, lines = terminal
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env,
+                                   start_new_session=True)
+        os.close(child)
+        drained = threading.Thread(target=_drain_terminal, args=(controller, frames), daemon=True)
+        drained.start()
+    samples: list[tuple[float, float]] = []
+    sampler = threading.Thread(target=_sample_rss, args=(process.pid, began, samples), daemon=True)
+    sampler.start()
+    if process.stderr is not None:
+        errors = process.stderr.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if drained is not None:
+        drained.join(timeout=5)
+    sampler.join(timeout=1)
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited with {process.returncode}: "
+                           f"{errors.decode(errors='replace').strip()}")
+    return Run(seconds, usage.ru_maxrss / 1024, samples, frames[0])
+
+
+def _drain_terminal(controller: int, frames: list[int]) -> None:
+    tail = b""
+    while True:
+        try:
+            data = os.read(controller, 1 << 16)
+        except OSError:  # EIO: the last process holding the terminal exited
+            break
+        if not data:
+            break
+        seen = tail + data
+        frames[0] += seen.count(FRAME_MARK) - tail.count(FRAME_MARK)
+        tail = seen[-len(FRAME_MARK):]
+    os.close(controller)
+
+
+def _sample_rss(pid: int, began: float, samples: list[tuple[float, float]]) -> None:
+    path = f"/proc/{pid}/status"
+    while True:
+        try:
+            with open(path) as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.perf_counter() - began, int(line.split()[1]) / 1024))
+                        break
+                else:
+                    return  # a zombie has no VmRSS: the process ended
+        except OSError:
+            return
+        time.sleep(SAMPLE_EVERY)
+
+
+def pipeline_alone(messages: list[WireMessage]) -> float:
+    """Row 5: decode -> filter -> JSON line for every message in memory, in msg/s."""
+    received = time.time()
+    deliveries = [Delivery(message.routing_key, message.body, message.headers, received, False, tag)
+                  for tag, message in enumerate(messages, start=1)]
+    table = load()
+    # a filter that keeps everything, so that every record is also encoded, as in row 2
+    chargers = sorted({message.routing_key.split(".", 1)[0] for message in messages})
+    keep = build_filter(chargers, [])
+    began = time.perf_counter()
+    written = 0
+    for delivery in deliveries:
+        record = decode(delivery, table)
+        if keep is None or keep(record):
+            written += len(encode(record))
+    elapsed = time.perf_counter() - began
+    assert written > 0
+    return len(deliveries) / elapsed
+
+
+@dataclass
+class Latency:
+    p50: float
+    p99: float
+    maximum: float
+    lines: int
+
+
+def latency_run(
+    broker: RabbitBroker, easee_tail: str, url: str, ca: str, rate: float, seconds: float
+) -> Latency:
+    """Row 7: publish at a steady `rate`; time each line from `received` to our read of it."""
+    total = max(1, int(rate * seconds))
+    queue, exchange = "latency", "bench.latency"
+    with broker.channel() as channel:
+        channel.exchange_declare(exchange, "fanout")
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, exchange)
+    process = subprocess.Popen(
+        [easee_tail, "--amqp-url", url, "--ca-file", ca, "--queue", queue, "--jsonl",
+         "--count", str(total)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    arrivals: list[tuple[float, bytes]] = []
+    reader = threading.Thread(target=_read_lines, args=(process.stdout.fileno(), arrivals),
+                              daemon=True)
+    reader.start()
+    try:
+        _wait_for_consumer(broker, queue, process)
+        _publish_steadily(broker, exchange, total, rate)
+        process.wait(timeout=seconds + 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=5)
+    if process.returncode != 0:
+        raise RuntimeError(f"easee-tail exited with {process.returncode} in the latency run: "
+                           f"{process.stderr.read().decode(errors='replace').strip()}")
+    delays = sorted((read_at - _received(line)) * 1000 for read_at, line in arrivals)
+    if not delays:
+        raise RuntimeError("no lines came out of the latency run")
+    return Latency(
+        p50=delays[len(delays) // 2],
+        p99=delays[min(len(delays) - 1, int(len(delays) * 0.99))],
+        maximum=delays[-1],
+        lines=len(delays),
+    )
+
+
+def _read_lines(descriptor: int, arrivals: list[tuple[float, bytes]]) -> None:
+    partial = b""
+    while True:
+        data = os.read(descriptor, 1 << 16)
+        now = time.time()
+        if not data:
+            return
+        *complete, partial = (partial + data).split(b"\n")
+        arrivals.extend((now, line) for line in complete)
+
+
+def _received(line: bytes) -> float:
+    text: str = orjson.loads(line)["received"]
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _wait_for_consumer(broker: RabbitBroker, queue: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return  # it failed; the caller reports its stderr
+        with broker.channel() as channel:
+            if channel.queue_declare(queue, passive=True).method.consumer_count:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("easee-tail did not start consuming in 30 s")
+
+
+def _publish_steadily(broker: RabbitBroker, exchange: str, total: int, rate: float) -> None:
+    fleet = Fleet(50, seed=2, delay_ms=(20, 60))
+    with broker.channel() as channel:
+        began = time.perf_counter()
+        for index in range(total):
+            pause = began + index / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            message = fleet.message_at(time.time())
+            channel.basic_publish(exchange, message.routing_key, message.body,
+                                  pika.BasicProperties(headers=message.headers))
