@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 
 import pika
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="steady publishing rate for the latency row (default 1000 msg/s)")
     parser.add_argument("--latency-seconds", type=float, default=10.0,
                         help="how long the latency row publishes (default 10 s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of rows 1-4; each ratio is the median (default 3)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="directory for the JSON result (default bench/results)")
     args = parser.parse_args(argv)
@@ -97,38 +100,45 @@ def measure_all(
     say(f"simulating {count:,} messages from 200 chargers …")
     messages = simulate(count)
     machine = describe_machine(broker)
-    throughput = ["baseline", "jsonl", "save", "table"]
-    say(f"pre-loading {count:,} messages into each of {len(throughput)} queues …")
-    preload(broker, "bench.throughput", throughput, messages, count)
-    rss_separate = args.rss_messages != count
-    if rss_separate:
-        say(f"pre-loading {args.rss_messages:,} messages into each of 2 queues for RSS …")
-        preload(broker, "bench.rss", ["rss-jsonl", "rss-table"], messages, args.rss_messages)
-
     url = broker.amqps_url()
     ca = str(broker.certs.ca_file)
     tail = [easee_tail, "--amqp-url", url, "--ca-file", ca, "--count", str(count)]
     save_file = work / "saved.jsonl"
-
-    say("1 baseline: raw pika …")
-    baseline = run_consumer(
-        [sys.executable, "-m", "bench.baseline", url, "baseline", ca, str(count)], count)
-    say("2 easee-tail --jsonl > /dev/null …")
-    jsonl = run_consumer([*tail, "--queue", "jsonl", "--jsonl"], count)
-    say("3 easee-tail --jsonl --save FILE > /dev/null …")
-    saved = run_consumer([*tail, "--queue", "save", "--jsonl", "--save", str(save_file)], count)
-    saved_lines = count_lines(save_file)
-    say(f"4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal …")
-    table = run_consumer([*tail, "--queue", "table"], count, terminal=TABLE_SIZE)
-    for name in throughput:
-        left = depth(broker, name)
-        if left:
-            raise RuntimeError(f"{left} messages were left in {name}: a run did not drain it")
+    rounds: list[dict[str, Run]] = []
+    saved_lines = []
+    for round_number in range(1, args.rounds + 1):
+        names = {row: f"{row}-{round_number}" for row in ("baseline", "jsonl", "save", "table")}
+        say(f"round {round_number} of {args.rounds}: pre-loading {count:,} messages into "
+            f"each of {len(names)} queues …")
+        preload(broker, f"bench.round{round_number}", list(names.values()), messages, count)
+        runs: dict[str, Run] = {}
+        say("  1 baseline: raw pika …")
+        runs["baseline"] = run_consumer(
+            [sys.executable, "-m", "bench.baseline", url, names["baseline"], ca, str(count)],
+            count)
+        say("  2 easee-tail --jsonl > /dev/null …")
+        runs["jsonl"] = run_consumer([*tail, "--queue", names["jsonl"], "--jsonl"], count)
+        say("  3 easee-tail --jsonl --save FILE > /dev/null …")
+        save_file.unlink(missing_ok=True)
+        runs["save"] = run_consumer(
+            [*tail, "--queue", names["save"], "--jsonl", "--save", str(save_file)], count)
+        saved_lines.append(count_lines(save_file))
+        say(f"  4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal …")
+        runs["table"] = run_consumer([*tail, "--queue", names["table"]], count, terminal=TABLE_SIZE)
+        for name in names.values():
+            left = depth(broker, name)
+            if left:
+                raise RuntimeError(f"{left} messages were left in {name}: a run did not drain it")
+            delete_queue(broker, name)
+        rounds.append(runs)
 
     say("5 the pipeline alone …")
     alone = pipeline_alone(messages)
 
+    rss_separate = args.rss_messages != count
     if rss_separate:
+        say(f"pre-loading {args.rss_messages:,} messages into each of 2 queues for RSS …")
+        preload(broker, "bench.rss", ["rss-jsonl", "rss-table"], messages, args.rss_messages)
         rss_tail = [easee_tail, "--amqp-url", url, "--ca-file", ca, "--count", str(args.rss_messages)]
         say(f"6 peak RSS over {args.rss_messages:,} messages: --jsonl …")
         rss_jsonl = run_consumer([*rss_tail, "--queue", "rss-jsonl", "--jsonl"], args.rss_messages)
@@ -136,20 +146,22 @@ def measure_all(
         rss_table = run_consumer([*rss_tail, "--queue", "rss-table"], args.rss_messages,
                                  terminal=TABLE_SIZE)
     else:
-        rss_jsonl, rss_table = jsonl, table
+        rss_jsonl, rss_table = rounds[-1]["jsonl"], rounds[-1]["table"]
 
     say(f"7 added latency at {args.latency_rate:,.0f} msg/s for {args.latency_seconds:.0f} s …")
     latency = latency_run(broker, easee_tail, url, ca, args.latency_rate, args.latency_seconds)
 
-    base = baseline.rate(count)
+    base = median([runs["baseline"].rate(count) for runs in rounds])
+    last = rounds[-1]
     rows = [
         Row(1, "baseline: raw pika consumer, TLS, prefetch 1000, ack every 100",
-            base, 1.0, detail=f"{baseline.seconds:.2f} s"),
-        throughput_row(2, "easee-tail --jsonl > /dev/null", jsonl, count, base, 0.8),
-        throughput_row(3, "easee-tail --jsonl --save FILE > /dev/null", saved, count, base, 0.75,
-                       extra=f", {saved_lines:,} lines saved"),
-        throughput_row(4, f"easee-tail table, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", table,
-                       count, base, 0.7, extra=f", {table.redraws_per_second:.1f} redraws/s"),
+            base, 1.0, detail=seconds_detail(rounds, "baseline")),
+        throughput_row(2, "easee-tail --jsonl > /dev/null", rounds, "jsonl", count, 0.8),
+        throughput_row(3, "easee-tail --jsonl --save FILE > /dev/null", rounds, "save", count,
+                       0.75, extra=f", {min(saved_lines):,} lines saved"),
+        throughput_row(4, f"easee-tail table, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", rounds,
+                       "table", count, 0.7,
+                       extra=f", {last['table'].redraws_per_second:.1f} redraws/s"),
         Row(5, "pipeline alone: decode, filter, JSON (no broker)", alone,
             alone / 100_000, ">= 100,000 msg/s", alone >= 100_000),
         rss_row(rss_jsonl, rss_table, args.rss_messages),
@@ -158,18 +170,25 @@ def measure_all(
             f"p50 {latency.p50:.2f} ms, p99 {latency.p99:.2f} ms, max {latency.maximum:.2f} ms "
             f"over {latency.lines:,} lines"),
     ]
-    if saved_lines != count:
+    if min(saved_lines) != count:
         rows[2].met = False
         rows[2].detail += f" (expected {count:,})"
     return rows, machine
 
 
 def throughput_row(
-    number: int, name: str, run: Run, count: int, base: float, target: float, extra: str = ""
+    number: int, name: str, rounds: list[dict[str, Run]], row: str, count: int, target: float,
+    extra: str = "",
 ) -> Row:
-    rate = run.rate(count)
-    return Row(number, name, rate, rate / base, f">= {target:.2f}x", rate / base >= target,
-               f"{run.seconds:.2f} s{extra}")
+    """The median over the rounds of each round's ratio to that round's baseline."""
+    ratio = median([runs["baseline"].seconds / runs[row].seconds for runs in rounds])
+    rate = median([runs[row].rate(count) for runs in rounds])
+    return Row(number, name, rate, ratio, f">= {target:.2f}x", ratio >= target,
+               seconds_detail(rounds, row) + extra)
+
+
+def seconds_detail(rounds: list[dict[str, Run]], row: str) -> str:
+    return " / ".join(f"{runs[row].seconds:.2f}" for runs in rounds) + " s"
 
 
 def rss_row(jsonl: Run, table: Run, count: int) -> Row:
@@ -219,6 +238,11 @@ def preload(
         if time.monotonic() > deadline:
             raise RuntimeError("the broker did not take the messages in 5 minutes")
         time.sleep(0.5)
+
+
+def delete_queue(broker: RabbitBroker, queue: str) -> None:
+    with broker.channel() as channel:
+        channel.queue_delete(queue)
 
 
 def depth(broker: RabbitBroker, queue: str) -> int:

@@ -31,7 +31,7 @@ from easee_tail.fleet import Fleet
 from easee_tail.format import summary
 from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
-from easee_tail.sinks.jsonl import JsonlSink
+from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
 from easee_tail.sinks.table import TableSink
 from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, BrokerSource
@@ -249,9 +249,10 @@ class _Command:
         failure: EaseeTailError | None = None
         ending = Ending.SOURCE_ENDED
         started = time.monotonic()
+        encoder = LineEncoder()
         try:
             if save_path:
-                sinks.append(JsonlSink.open_file(save_path))
+                sinks.append(JsonlSink.open_file(save_path, encoder))
             source, backlog = open_source()
             show_table = not jsonl and env.stdout_isatty
             if show_table or env.stderr_isatty:
@@ -262,7 +263,7 @@ class _Command:
                 console = Console(file=env.stdout, no_color=env.no_color)
                 sinks.append(TableSink(console, stats, source.server, source.queue, backlog))
             else:
-                sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True))
+                sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))
             started = time.monotonic()
             ending = run(source, partial(decode, catalogue=table), keep, sinks,
                          Limits(count, duration), self.stop)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -31,6 +32,7 @@ _OTHER_KINDS: dict[str, tuple[RecordKind, str]] = {
     "P": ("pulse", "Pulse"),
     "OP": ("package", "ObservationPackage"),
 }
+_MISSING = object()
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 _REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
@@ -43,8 +45,9 @@ class _Unreadable(Exception):
 
 
 def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
-    received = datetime.fromtimestamp(delivery.received, UTC)
-    arrival = parse_time(_arrival_header(delivery.headers)) if delivery.headers else None
+    received = _received_time(delivery.received)
+    headers = delivery.headers
+    arrival = parse_time(_arrival_header(headers)) if headers else None
     latency_ms = (
         round((received - arrival).total_seconds() * 1000, 3) if arrival is not None else None
     )
@@ -85,6 +88,12 @@ def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
         )
 
 
+@lru_cache(maxsize=1)
+def _received_time(epoch: float) -> datetime:
+    """A source stamps a whole batch at once; consecutive deliveries share the datetime."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 def _observation(
     delivery: Delivery,
     body: dict[str, Any],
@@ -95,13 +104,14 @@ def _observation(
     received: datetime,
     latency_ms: float | None,
 ) -> Observation:
-    if "Value" in body:
-        wire_value = body["Value"]
-    elif "value" in body:
-        wire_value = body["value"]
-    else:
-        raise _Unreadable("body has no Value")
-    stamp = body.get("Timestamp", body.get("timestamp"))
+    wire_value = body.get("Value", _MISSING)
+    if wire_value is _MISSING:
+        wire_value = body.get("value", _MISSING)
+        if wire_value is _MISSING:
+            raise _Unreadable("body has no Value")
+    stamp = body.get("Timestamp")
+    if stamp is None:
+        stamp = body.get("timestamp")
     notes: list[str] = []
     timestamp = parse_time(stamp) if stamp is not None else None
     if stamp is not None and timestamp is None:
@@ -188,12 +198,22 @@ def _other_kind(
 
 def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
     """The wire value as the catalogue's type says; left as it came, with a note, if it won't go."""
+    value_type = entry.type
+    # the common cases first, without a call
+    if value_type == "Double":
+        if type(value) is float:
+            return value
+    elif value_type == "Integer":
+        if type(value) is int:
+            return value
+    elif value_type == "Boolean" and type(value) is bool:
+        return value
     try:
-        if entry.type == "Double":
+        if value_type == "Double":
             return _to_float(value)
-        if entry.type == "Integer":
+        if value_type == "Integer":
             return _to_int(value)
-        if entry.type == "Boolean":
+        if value_type == "Boolean":
             return _to_bool(value)
         if not isinstance(value, str):
             if entry.carries_json and isinstance(value, dict | list):
@@ -286,9 +306,11 @@ def _ids_from_body(
 
 
 def _declared_type(body: dict[str, Any]) -> str | None:
-    declared = body.get("DataType", body.get("dataType"))
+    declared = body.get("DataType")
     if declared is None:
-        return None
+        declared = body.get("dataType")
+        if declared is None:
+            return None
     if isinstance(declared, int) and not isinstance(declared, bool):
         return DATA_TYPE_CODES.get(declared, str(declared))
     return str(declared)
@@ -296,7 +318,7 @@ def _declared_type(body: dict[str, Any]) -> str | None:
 
 def _arrival_header(headers: Headers) -> object:
     value = headers.get("ArrivalTime")
-    if value is None:
+    if value is None and headers:
         for key, candidate in headers.items():
             if key.lower() == "arrivaltime":
                 return candidate

@@ -17,6 +17,14 @@ def parse_time(value: object) -> datetime | None:
     timestamps (pika gives naive UTC datetimes), epoch seconds or milliseconds and
     .NET ticks (numbers or numeric text, told apart by magnitude).
     """
+    if type(value) is str:  # the usual ArrivalTime and Timestamp: ISO text in UTC, "Z"
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return _parse_text(value.strip())
+        if parsed.tzinfo is UTC:
+            return parsed
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, bytes):

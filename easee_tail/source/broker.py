@@ -32,6 +32,7 @@ from easee_tail.tls import client_context, describe_tls_error
 
 HEARTBEAT = 30  # seconds
 DEFAULT_PREFETCH = 1000
+ACK_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class BrokerSource:
         assert self._connection is not None and self._channel is not None
         pending: list[Delivery] = []
         clock = time.time
+        stamp = 0.0
 
         def on_message(
             _channel: BlockingChannel,
@@ -88,8 +90,11 @@ class BrokerSource:
             properties: pika.BasicProperties,
             body: bytes,
         ) -> None:
+            nonlocal stamp
+            if not pending:  # pika hands over what one read brought: one time stamps them all
+                stamp = clock()
             pending.append(Delivery(
-                method.routing_key, body, properties.headers, clock(),
+                method.routing_key, body, properties.headers, stamp,
                 method.redelivered, method.delivery_tag,
             ))
 
@@ -99,7 +104,8 @@ class BrokerSource:
                 self._connection.process_data_events(time_limit=IDLE_TICK)
                 if pending:
                     batch, pending = pending, []
-                    yield batch
+                    for start in range(0, len(batch), ACK_EVERY):
+                        yield batch[start:start + ACK_EVERY]
                 else:
                     yield ()
         except pika.exceptions.ChannelClosedByBroker as closed:
