@@ -25,11 +25,12 @@ class Stats:
         self._latency_count = 0
         self._random = random.Random(0)
         self._snapshots: deque[tuple[float, int]] = deque()
-        self.last_received: float | None = None  # monotonic
+        self.last_received: float | None = None  # monotonic, as of the last batch written
+        self._heard = False
 
     def write(self, record: Record) -> None:
         self.total += 1
-        self.last_received = time.monotonic()
+        self._heard = True
         self.per_charger[record.charger or "?"] += 1
         if record.kind == "error":
             self.errors += 1
@@ -47,7 +48,9 @@ class Stats:
                     self._reservoir[slot] = latency
 
     def flush(self) -> None:
-        pass
+        if self._heard:  # once a batch rather than once a message: a clock read is not free
+            self._heard = False
+            self.last_received = time.monotonic()
 
     def tick(self, now: float) -> None:
         self._snapshots.append((now, self.total))

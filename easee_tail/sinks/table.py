@@ -1,17 +1,20 @@
 """The live table for a terminal: newest records at the bottom, a header with the stream's health.
 
 It only appends to a bounded deque on `write`; drawing happens on `tick`, at most
-REDRAWS_PER_SECOND times a second however fast messages come.
+REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines in
+fixed-width columns (rich's Table measured every cell of every frame: 25-50 ms a redraw),
+and a row's texts are made once, when it is first drawn.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from easee_tail.format import (
@@ -21,11 +24,11 @@ from easee_tail.format import (
     display_value,
     latency_style,
 )
-from easee_tail.model import Record
+from easee_tail.model import ErrorRecord, Record
 from easee_tail.stats import Stats
 
 REDRAWS_PER_SECOND = 5
-_CHROME_LINES = 6  # two header lines, the table's top, heading and bottom rules, a spare
+_CHROME_LINES = 4  # two header lines, the column heading, a spare
 
 
 class TableSink:
@@ -37,7 +40,8 @@ class TableSink:
         self._server = server
         self._queue = queue
         self._backlog = backlog
-        self._rows: deque[Record] = deque(maxlen=500)
+        # each record with its row's texts, made when the row is first drawn
+        self._rows: deque[list[Any]] = deque(maxlen=500)
         self._next_draw = 0.0
         self._live = Live(
             self._render(),
@@ -50,7 +54,7 @@ class TableSink:
         self._live.start()
 
     def write(self, record: Record) -> None:
-        self._rows.append(record)
+        self._rows.append([record, None])
 
     def flush(self) -> None:
         pass
@@ -69,7 +73,7 @@ class TableSink:
 
     def _header(self) -> Text:
         stats = self._stats
-        header = Text()
+        header = Text(no_wrap=True, overflow="ellipsis")  # a narrow terminal crops, never wraps
         header.append("easee-tail", style="bold")
         header.append(f" · {self._server}", style="cyan")
         header.append(f" · queue {self._queue}", style="cyan")
@@ -94,28 +98,74 @@ class TableSink:
             header.append(f"· last message {display_ago(time.monotonic() - stats.last_received)}")
         return header
 
-    def _table(self) -> Table:
-        table = Table(expand=True, show_edge=False, pad_edge=False, header_style="bold")
-        table.add_column("time", no_wrap=True, width=12)
-        table.add_column("charger", no_wrap=True, max_width=12)
-        table.add_column("id", justify="right", no_wrap=True, width=4)
-        table.add_column("name", no_wrap=True, max_width=28, overflow="ellipsis")
-        table.add_column("value", no_wrap=True, overflow="ellipsis", ratio=1)
-        table.add_column("latency", justify="right", no_wrap=True, width=10)
+    def _table(self) -> Group:
+        width = self._console.size.width
+        columns = fit_columns(width)
+        lines = [Text(" ".join(
+            column.name.rjust(column.width) if column.right else column.name.ljust(column.width)
+            for column in columns)[:width], style="bold")]
         visible = max(1, self._console.size.height - _CHROME_LINES)
-        for record in list(self._rows)[-visible:]:
-            name_style = "red" if record.kind == "error" else (
-                "dim" if record.kind != "observation" else "")
-            latency = record.latency_ms
-            latency_text = display_latency(latency)
-            if latency is not None and latency < 0:
-                latency_text = "⚠ " + latency_text
-            table.add_row(
-                display_time(record.received),
-                record.charger or "?",
-                "" if record.id is None else str(record.id),
-                Text("error" if record.kind == "error" else record.name, style=name_style),
-                Text(display_value(record), style="red" if record.kind == "error" else ""),
-                Text(latency_text, style=latency_style(latency)),
-            )
-        return table
+        for entry in list(self._rows)[-visible:]:
+            if entry[1] is None:
+                entry[1] = _cells(entry[0])
+            cells = entry[1]
+            line = Text(no_wrap=True, overflow="ellipsis")
+            for number, column in enumerate(columns):
+                text, style = cells[column.key]
+                cell = Text(text, style=style, overflow="ellipsis", no_wrap=True)
+                cell.align("right" if column.right else "left", column.width)
+                if number:
+                    line.append(" ")
+                line.append_text(cell)
+            lines.append(line)
+        return Group(*lines)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    key: int  # index into a row's cells
+    width: int
+    right: bool = False
+
+
+# In the order they are given up when the terminal is too narrow: the last goes first.
+_COLUMNS = (
+    Column("value", 4, 0),
+    Column("name", 3, 24),
+    Column("charger", 1, 9),
+    Column("latency", 5, 8, right=True),
+    Column("time", 0, 12),
+    Column("id", 2, 3, right=True),
+)
+_SHOWN_ORDER = ("time", "charger", "id", "name", "value", "latency")
+_MIN_VALUE_WIDTH = 16
+
+
+def fit_columns(width: int) -> list[Column]:
+    """The columns that fit `width`, in display order; the value column takes what is left."""
+    kept = list(_COLUMNS)
+    while len(kept) > 1 and sum(c.width + 1 for c in kept[1:]) + _MIN_VALUE_WIDTH > width:
+        kept.pop()
+    fixed = sum(c.width + 1 for c in kept[1:])
+    value = Column("value", 4, max(1, width - fixed))
+    chosen = {c.name: c for c in [value, *kept[1:]]}
+    return [chosen[name] for name in _SHOWN_ORDER if name in chosen]
+
+
+def _cells(record: Record) -> list[tuple[str, str]]:
+    """The row's texts and styles, made once per record however often it is drawn."""
+    is_error = isinstance(record, ErrorRecord)
+    latency = record.latency_ms
+    latency_text = display_latency(latency)
+    if latency is not None and latency < 0:
+        latency_text = "⚠ " + latency_text
+    return [
+        (display_time(record.received), ""),
+        (record.charger or "?", ""),
+        ("" if record.id is None else str(record.id), ""),
+        ("error" if isinstance(record, ErrorRecord) else record.name,
+         "red" if is_error else ("" if record.kind == "observation" else "dim")),
+        (display_value(record), "red" if is_error else ""),
+        (latency_text, latency_style(latency)),
+    ]

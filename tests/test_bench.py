@@ -1,0 +1,40 @@
+"""The benchmark's smoke run: bench/run, small, prints its seven rows and writes its JSON.
+
+Only that it runs: no figure is asserted, because timings belong to the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import clean_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(ROOT / "bench" / "run"), "--messages", "1500", "--rss-messages", "2000",
+         "--latency-rate", "200", "--latency-seconds", "1", "--rounds", "1",
+         "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=clean_env(), cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout.splitlines()
+    header = next(line for line in table if line.startswith("row"))
+    assert "msg/s" in header and "ratio" in header
+    rows = [line for line in table if line[:1].isdigit()]
+    assert [line.split()[0] for line in rows] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert "1,500 lines saved" in rows[2]
+    assert "redraws/s" in rows[3]
+    assert "p99" in rows[6]
+
+    [written] = list(tmp_path.glob("*.json"))
+    result_json = json.loads(written.read_text())
+    assert [row["number"] for row in result_json["rows"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert result_json["messages"] == 1500
+    assert all(row["rate"] > 0 for row in result_json["rows"][:5])
+    assert result_json["machine"]["rabbitmq"]
