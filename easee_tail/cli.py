@@ -22,7 +22,13 @@ from click.shell_completion import CompletionItem
 from rich.console import Console
 
 from easee_tail import __version__, catalogue
-from easee_tail.credentials import DEFAULT_API_URL, ConnectionDetails, EaseeApi, parse_amqp_url
+from easee_tail.credentials import (
+    DEFAULT_API_URL,
+    ConnectionDetails,
+    EaseeApi,
+    StreamCredentials,
+    parse_amqp_url,
+)
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
 from easee_tail.errors import EaseeTailError, ExitCode, Redactor
@@ -36,6 +42,7 @@ from easee_tail.sinks.table import TableSink
 from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, BrokerSource
 from easee_tail.source.demo import DemoSource
+from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.stats import Stats
 
 SIGNAL_EXIT = {2: ExitCode.INTERRUPTED, 15: ExitCode.TERMINATED}
@@ -89,6 +96,8 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Write JSON lines to stdout (the default when stdout is not a terminal)."),
         click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
                      help="Also append JSON lines to FILE (created 0600)."),
+        click.option("--fsync", is_flag=True,
+                     help="fsync the --save file before each acknowledgement (durable, slower)."),
         click.option("--charger", "chargers", metavar="SERIAL", multiple=True,
                      help="Only these chargers (repeatable, comma-separated)."),
         click.option("--obs", "observations", metavar="ID|NAME", multiple=True,
@@ -141,10 +150,21 @@ def main() -> None:
 @click.option("--allow-shared", is_flag=True,
               help="Consume even when other consumers are attached (they lose the messages "
                    "easee-tail takes).")
+@click.option("--no-reconnect", is_flag=True,
+              help="Exit (code 12) when the connection is lost instead of reconnecting.")
+@click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
+              help="Give up (exit 12) after N reconnection attempts in a row [default: never].")
+@click.option("--insecure", is_flag=True,
+              help="Do not verify TLS certificates (API and broker). Dangerous; warns each run.")
 @output_options
-def tail_command(**options: Any) -> None:
+@click.pass_context
+def tail_command(ctx: click.Context, /, **options: Any) -> None:
     """Consume the stream (the default command)."""
-    _Command(Environment.from_process()).tail(**options)
+    command = _Command(Environment.from_process())
+    if ctx.get_parameter_source("password") is click.core.ParameterSource.COMMANDLINE:
+        command.warn("--password on the command line is visible to other users of this machine "
+                     "(ps, shell history); prefer EASEE_PASSWORD or the prompt")
+    command.tail(**options)
 
 
 @main.command("demo")
@@ -167,41 +187,65 @@ class _Command:
     def __post_init__(self) -> None:
         self.redact = Redactor()
         self.stop = StopRequest()
+        self.table: TableSink | None = None
         self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
                               highlight=False, soft_wrap=True)
 
     def tail(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
         amqp_url: str | None, queue: str | None, ca_file: str | None, prefetch: int,
-        allow_shared: bool, **options: Any,
+        allow_shared: bool, no_reconnect: bool, max_retries: int | None, insecure: bool,
+        **options: Any,
     ) -> None:
         self.redact.add(token, password)
         if amqp_url:
             self.redact.add(_url_password(amqp_url))
-        details = self._details(token, username, password, api_url, amqp_url, queue, ca_file)
+        if insecure:
+            self.warn("--insecure: TLS certificates are NOT verified, for the API nor the broker; "
+                      "anyone on the network path can read the stream and its password")
+        details = self._details(token, username, password, api_url, amqp_url, queue, ca_file,
+                                insecure)
 
-        def open_source() -> tuple[Source, int]:
-            details_now = details()
+        def open_broker(refresh: bool, quiet: bool) -> tuple[BrokerSource, int]:
+            details_now = details(refresh)
             self.redact.add(details_now.password)
-            if not details_now.use_ssl:
+            if not details_now.use_ssl and not quiet:
                 self.warn(f"the connection details ask for a plain (unencrypted) connection to "
                           f"{details_now.server}: the stream is readable on the network")
-            source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch)
-            state = source.open(allow_shared=allow_shared)
-            if state.consumers:
+            source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch,
+                                  insecure=insecure)
+            try:
+                state = source.open(allow_shared=allow_shared)
+            except BaseException:
+                source.close()
+                raise
+            if state.consumers and not quiet:
                 self.warn(f"{state.consumers} other consumer(s) share {details_now.queue}: "
                           "messages shown here do not reach them")
-            if state.messages:
+            if state.messages and not quiet:
                 self.info(f"{state.messages:,} messages are waiting in {details_now.queue}")
             return source, state.messages
+
+        def open_source() -> tuple[Source, int]:
+            first, backlog = open_broker(refresh=False, quiet=False)
+            if no_reconnect:
+                return first, backlog
+            return ReconnectingSource(
+                first, lambda refresh: open_broker(refresh, quiet=True)[0],
+                Backoff(max_retries=max_retries), self.notice, can_refresh=amqp_url is None,
+            ), backlog
 
         self.consume(open_source, **options)
 
     def _details(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
-        amqp_url: str | None, queue: str | None, ca_file: str | None,
-    ) -> Callable[[], ConnectionDetails]:
-        """Check the credential options now; the returned call does the network part."""
+        amqp_url: str | None, queue: str | None, ca_file: str | None, insecure: bool,
+    ) -> Callable[[bool], ConnectionDetails]:
+        """Check the credential options now; the returned call does the network part.
+
+        It asks the API once, and again only when called with refresh=True (the broker
+        refused the login: Easee may have rotated the password). Easee bans chatty clients.
+        """
         if amqp_url:
             if not queue:
                 raise click.UsageError("--amqp-url needs --queue (or EASEE_QUEUE)")
@@ -209,7 +253,7 @@ class _Command:
                 direct = parse_amqp_url(amqp_url, queue)
             except ValueError as problem:
                 raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
-            return lambda: direct
+            return lambda _refresh: direct
         if token and username:
             raise click.UsageError("give --token or --username, not both")
         if not token and not username:
@@ -225,21 +269,27 @@ class _Command:
             self.redact.add(password)
         elif password and not username:
             raise click.UsageError("--password goes with --username")
+        credentials = StreamCredentials(
+            EaseeApi(api_url, ca_file=ca_file, insecure=insecure), token=token,
+            login=(username, password or "") if username else None, on_secret=self.redact.add,
+        )
+        known: list[ConnectionDetails] = []
 
-        def fetch() -> ConnectionDetails:
-            api = EaseeApi(api_url, ca_file=ca_file)
-            access = token if token else api.login(username or "", password or "")
-            self.redact.add(access)
-            return api.stream_details(access)
+        def fetch(refresh: bool) -> ConnectionDetails:
+            if refresh or not known:
+                known[:] = [credentials.details()]
+            return known[0]
 
         return fetch
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
-        save_path: str | None, chargers: Sequence[str], observations: Sequence[int],
+        save_path: str | None, fsync: bool, chargers: Sequence[str], observations: Sequence[int],
         count: int | None, duration: float | None,
     ) -> None:
         env = self.env
+        if fsync and not save_path:
+            raise click.UsageError("--fsync goes with --save")
         self.stop.install()
         keep = build_filter(split_values(chargers), observations)
         table = catalogue.load()
@@ -252,7 +302,7 @@ class _Command:
         encoder = LineEncoder()
         try:
             if save_path:
-                sinks.append(JsonlSink.open_file(save_path, encoder))
+                sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
             source, backlog = open_source()
             show_table = not jsonl and env.stdout_isatty
             if show_table or env.stderr_isatty:
@@ -261,7 +311,8 @@ class _Command:
             if show_table:
                 assert stats is not None
                 console = Console(file=env.stdout, no_color=env.no_color)
-                sinks.append(TableSink(console, stats, source.server, source.queue, backlog))
+                self.table = TableSink(console, stats, source, backlog)
+                sinks.append(self.table)
             else:
                 sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))
             started = time.monotonic()
@@ -285,9 +336,18 @@ class _Command:
     def _close(self, source: Source | None, sinks: list[Sink]) -> None:
         if source is not None:
             source.close()
+        self.table = None
         while sinks:
             with contextlib.suppress(OSError, EaseeTailError):
                 sinks.pop().close()
+
+    def notice(self, message: str) -> None:
+        """News from a running pipeline (reconnecting, reconnected): above the table when
+        there is one, else a line on stderr."""
+        if self.table is not None:
+            self.table.notice(f"easee-tail: {self.redact(message)}")
+        else:
+            self.info(message)
 
     def info(self, message: str) -> None:
         self.stderr.print(f"easee-tail: {self.redact(message)}", style="dim")

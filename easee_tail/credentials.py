@@ -6,11 +6,13 @@ The API is called only when needed (Easee rate-limits and may ban chatty clients
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from easee_tail import __version__
@@ -27,6 +29,7 @@ from easee_tail.tls import client_context, describe_tls_error
 DEFAULT_API_URL = "https://api.easee.com"
 STREAM_PATH = "/api/streams/amqp/v2"
 LOGIN_PATH = "/api/accounts/login"
+REFRESH_PATH = "/api/accounts/refresh_token"
 PROFILE_PATH = "/api/accounts/profile"
 TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
 
@@ -97,28 +100,43 @@ class _ContextAdapter(HTTPAdapter):
 
 
 class EaseeApi:
-    def __init__(self, base_url: str, ca_file: str | None = None) -> None:
+    def __init__(self, base_url: str, ca_file: str | None = None, insecure: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self._shown_url = mask_url(self.base_url)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"easee-tail/{__version__}"
         self._session.headers["Accept"] = "application/json"
         self._session.trust_env = False  # no proxies or .netrc credentials slipped in
-        self._session.mount("https://", _ContextAdapter(client_context(ca_file)))
+        self._session.mount("https://", _ContextAdapter(client_context(ca_file, insecure)))
+        if insecure:  # the user asked, and was warned by the command line; no second warning
+            self._session.verify = False
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-    def login(self, username: str, password: str) -> str:
-        """An access token for a username and password."""
+    def login(self, username: str, password: str) -> Tokens:
+        """An access token (and a refresh token, when given) for a username and password."""
         reply = self._call("POST", LOGIN_PATH, json={"userName": username, "password": password})
         if reply.status_code in (400, 401, 403):
             raise CredentialsRejected(
                 f"the Easee API refused the login for {username!r} ({reply.status_code}"
                 f"{_title(reply)}); check --username/--password or EASEE_USERNAME/EASEE_PASSWORD"
             )
-        body = self._json(reply, LOGIN_PATH)
-        token = body.get("accessToken")
-        if not isinstance(token, str) or not token:
-            raise ApiReplyError(f"the login reply from {self._shown_url} has no accessToken")
-        return token
+        return self._tokens(reply, LOGIN_PATH)
+
+    def refresh(self, tokens: Tokens) -> Tokens:
+        """New tokens for old ones; a refresh token works once. Raises when refused."""
+        reply = self._call("POST", REFRESH_PATH, json={
+            "accessToken": tokens.access, "refreshToken": tokens.refresh})
+        if reply.status_code in (400, 401, 403):
+            raise CredentialsRejected(f"the Easee API refused to refresh the token "
+                                      f"({reply.status_code}{_title(reply)})")
+        return self._tokens(reply, REFRESH_PATH)
+
+    def _tokens(self, reply: requests.Response, path: str) -> Tokens:
+        body = self._json(reply, path)
+        access, refresh = body.get("accessToken"), body.get("refreshToken")
+        if not isinstance(access, str) or not access:
+            raise ApiReplyError(f"the reply to {path} from {self._shown_url} has no accessToken")
+        return Tokens(access, refresh if isinstance(refresh, str) and refresh else None)
 
     def stream_details(self, token: str) -> ConnectionDetails:
         """GET /api/streams/amqp/v2 with the token of an integration account."""
@@ -184,6 +202,64 @@ class EaseeApi:
         if not isinstance(body, dict):
             raise ApiReplyError(f"{path} on {self._shown_url} answered JSON that is not an object")
         return body
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access: str
+    refresh: str | None = None
+
+    def __repr__(self) -> str:  # never in a traceback or a log
+        return "Tokens(****)"
+
+
+class StreamCredentials:
+    """Connection details from the API, with the token renewed when the API rejects it.
+
+    A token from a login is refreshed with its refresh token, or the login repeated; a token
+    given with --token cannot be renewed here, so its rejection is the user's to fix.
+    """
+
+    def __init__(
+        self, api: EaseeApi, token: str | None = None,
+        login: tuple[str, str] | None = None, on_secret: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self._api = api
+        self._tokens = Tokens(token) if token else None
+        self._login = login
+        self._on_secret = on_secret  # told every token, so that output can mask it
+
+    def details(self) -> ConnectionDetails:
+        tokens = self._tokens or self._log_in()
+        try:
+            return self._api.stream_details(tokens.access)
+        except CredentialsRejected:
+            if self._login is None:
+                raise CredentialsRejected(
+                    "the Easee API rejected the token given with --token or EASEE_TOKEN "
+                    "(tokens expire): get a new one, or use --username to let easee-tail "
+                    "log in and renew it"
+                ) from None
+        return self._api.stream_details(self._renew(tokens).access)
+
+    def _log_in(self) -> Tokens:
+        assert self._login is not None
+        return self._keep(self._api.login(*self._login))
+
+    def _renew(self, tokens: Tokens) -> Tokens:
+        if tokens.refresh:
+            try:
+                return self._keep(self._api.refresh(tokens))
+            except CredentialsRejected:
+                pass  # a refresh token works once; log in again
+        return self._log_in()
+
+    def _keep(self, tokens: Tokens) -> Tokens:
+        for secret in (tokens.access, tokens.refresh):
+            if secret:
+                self._on_secret(secret)
+        self._tokens = tokens
+        return tokens
 
 
 def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetails:

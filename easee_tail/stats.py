@@ -18,6 +18,7 @@ class Stats:
         self.started = time.monotonic()
         self.total = 0
         self.errors = 0
+        self.redelivered = 0
         self.per_charger: Counter[str] = Counter()
         self.recent_latencies: deque[float] = deque(maxlen=WINDOW)
         self.negative_latencies = 0
@@ -34,6 +35,8 @@ class Stats:
         self.per_charger[record.charger or "?"] += 1
         if record.kind == "error":
             self.errors += 1
+        if record.redelivered:
+            self.redelivered += 1
         latency = record.latency_ms
         if latency is not None:
             self.recent_latencies.append(latency)

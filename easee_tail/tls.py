@@ -7,10 +7,17 @@ import ssl
 from easee_tail.errors import TlsFailure
 
 
-def client_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """The system trust store, plus the CA in `ca_file` when one is given."""
+def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """The system trust store, plus the CA in `ca_file` when one is given.
+
+    `insecure` (--insecure, which warns on every start) turns verification off altogether.
+    """
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)

@@ -80,7 +80,7 @@ def queue(rabbit: RabbitBroker) -> Iterator[BrokerQueue]:
     exchange = name.replace(".Q", ".O.X")
     with rabbit.channel() as channel:
         channel.queue_declare(name, durable=True)
-        channel.exchange_declare(exchange, "topic")
+        channel.exchange_declare(exchange, "topic", durable=True)
         channel.queue_bind(name, exchange, "#")
     yield BrokerQueue(name, exchange, rabbit)
     with rabbit.channel() as channel:

@@ -62,23 +62,26 @@ class LineEncoder:
 class JsonlSink:
     def __init__(
         self, stream: BinaryIO, name: str, is_stdout: bool = False,
-        encoder: LineEncoder | None = None,
+        encoder: LineEncoder | None = None, fsync: bool = False,
     ) -> None:
         self._stream = stream
         self._name = name
         self._is_stdout = is_stdout
         self._encode = encoder or LineEncoder()
         self._pending = bytearray()
+        self._fsync = fsync
 
     @classmethod
-    def open_file(cls, path: str, encoder: LineEncoder | None = None) -> JsonlSink:
+    def open_file(
+        cls, path: str, encoder: LineEncoder | None = None, fsync: bool = False
+    ) -> JsonlSink:
         """Append to `path`, created 0600: saved observations may identify people (RFID)."""
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             stream = os.fdopen(descriptor, "ab")
         except OSError as problem:
             raise OutputFailure(f"cannot open {path} for --save: {problem.strerror}") from None
-        return cls(stream, path, encoder=encoder)
+        return cls(stream, path, encoder=encoder, fsync=fsync)
 
     def write(self, record: Record) -> None:
         self._pending += self._encode(record)
@@ -90,6 +93,8 @@ class JsonlSink:
         try:
             self._stream.write(data)
             self._stream.flush()
+            if self._fsync:  # on the disk, not just in the page cache, before the ack
+                os.fsync(self._stream.fileno())
         except BrokenPipeError:
             raise PipeClosed() from None
         except OSError as problem:

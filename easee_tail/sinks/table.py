@@ -25,6 +25,7 @@ from easee_tail.format import (
     latency_style,
 )
 from easee_tail.model import ErrorRecord, Record
+from easee_tail.source import Source
 from easee_tail.stats import Stats
 
 REDRAWS_PER_SECOND = 5
@@ -33,12 +34,13 @@ _CHROME_LINES = 4  # two header lines, the column heading, a spare
 
 class TableSink:
     def __init__(
-        self, console: Console, stats: Stats, server: str, queue: str, backlog: int | None = None
+        self, console: Console, stats: Stats, source: Source, backlog: int | None = None
     ) -> None:
         self._console = console
         self._stats = stats
-        self._server = server
-        self._queue = queue
+        self._source = source  # for its name and its status ("reconnecting …"), read-only
+        self._server = source.server
+        self._queue = source.queue
         self._backlog = backlog
         # each record with its row's texts, made when the row is first drawn
         self._rows: deque[list[Any]] = deque(maxlen=500)
@@ -63,6 +65,11 @@ class TableSink:
         if now >= self._next_draw:
             self._next_draw = now + 1 / REDRAWS_PER_SECOND
             self._live.update(self._render(), refresh=True)
+
+    def notice(self, text: str) -> None:
+        """A line printed above the table (rich keeps the live part below it)."""
+        self._live.console.print(text, style="yellow", highlight=False, soft_wrap=True)
+        self._next_draw = 0.0
 
     def close(self) -> None:
         self._live.update(self._render(), refresh=True)
@@ -92,10 +99,15 @@ class TableSink:
                 header.append(f"{name} ")
                 header.append(display_latency(value), style=latency_style(value))
                 header.append(" ")
-        if stats.last_received is None:
+        status = self._source.status
+        if status is not None:
+            header.append(f" · {status}", style="bold yellow")
+        elif stats.last_received is None:
             header.append(" · waiting for messages…", style="yellow")
         else:
             header.append(f"· last message {display_ago(time.monotonic() - stats.last_received)}")
+        if stats.redelivered:
+            header.append(f" · {stats.redelivered:,} redelivered", style="yellow")
         return header
 
     def _table(self) -> Group:
@@ -160,9 +172,12 @@ def _cells(record: Record) -> list[tuple[str, str]]:
     latency_text = display_latency(latency)
     if latency is not None and latency < 0:
         latency_text = "⚠ " + latency_text
+    charger = record.charger or "?"
+    if record.redelivered:  # seen before a reconnect, perhaps: at-least-once, marked
+        charger = "↻ " + charger
     return [
         (display_time(record.received), ""),
-        (record.charger or "?", ""),
+        (charger, "yellow" if record.redelivered else ""),
         ("" if record.id is None else str(record.id), ""),
         ("error" if isinstance(record, ErrorRecord) else record.name,
          "red" if is_error else ("" if record.kind == "observation" else "dim")),

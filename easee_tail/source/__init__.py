@@ -17,6 +17,11 @@ class Source(Protocol):
     @property
     def queue(self) -> str: ...
 
+    @property
+    def status(self) -> str | None:
+        """Trouble worth a line in the table header ("reconnecting …"), or None."""
+        ...
+
     def batches(self) -> Iterator[Sequence[Delivery]]:
         """Deliveries as they arrive; an empty batch at least every `IDLE_TICK` seconds."""
         ...

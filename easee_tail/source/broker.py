@@ -47,10 +47,13 @@ class BrokerSource:
         details: ConnectionDetails,
         ca_file: str | None = None,
         prefetch: int = DEFAULT_PREFETCH,
+        insecure: bool = False,
     ) -> None:
         self._details = details
         self._ca_file = ca_file
         self._prefetch = prefetch
+        self._insecure = insecure
+        self.status: str | None = None
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self.server = details.display_url
@@ -101,6 +104,8 @@ class BrokerSource:
         try:
             self._channel.basic_consume(self._details.queue, on_message, auto_ack=False)
             while True:
+                if not self._connection.is_open:  # it died under an acknowledgement
+                    raise BrokerClosed(f"the connection to {self.server} was lost")
                 self._connection.process_data_events(time_limit=IDLE_TICK)
                 if pending:
                     batch, pending = pending, []
@@ -112,13 +117,18 @@ class BrokerSource:
             raise BrokerClosed(
                 f"the broker closed the channel ({closed.reply_code}: {closed.reply_text})"
             ) from None
-        except (pika.exceptions.ConnectionClosed, pika.exceptions.StreamLostError,
-                pika.exceptions.AMQPHeartbeatTimeout) as lost:
+        except (pika.exceptions.AMQPError, OSError) as lost:
             raise BrokerClosed(f"the connection to {self.server} was lost: {_reason(lost)}") from None
 
     def ack_through(self, tag: int) -> None:
         assert self._channel is not None
-        self._channel.basic_ack(delivery_tag=tag, multiple=True)
+        try:
+            self._channel.basic_ack(delivery_tag=tag, multiple=True)
+        except (pika.exceptions.AMQPError, OSError) as lost:
+            raise BrokerClosed(
+                f"the connection to {self.server} was lost before an acknowledgement: "
+                f"{_reason(lost)}"
+            ) from None
 
     def close(self) -> None:
         """Close politely; unacknowledged deliveries go back to the queue."""
@@ -140,7 +150,8 @@ class BrokerSource:
             socket_timeout=10,
             stack_timeout=20,
             ssl_options=(
-                pika.SSLOptions(client_context(self._ca_file), server_hostname=details.server)
+                pika.SSLOptions(client_context(self._ca_file, self._insecure),
+                                server_hostname=details.server)
                 if details.use_ssl else None
             ),
             client_properties={"connection_name": "easee-tail", "product": "easee-tail"},

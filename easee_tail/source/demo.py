@@ -15,6 +15,7 @@ MAX_BATCH = 1000
 class DemoSource:
     server = "demo: simulated fleet, no network"
     queue = "(in-process)"
+    status: str | None = None
 
     def __init__(self, fleet: Fleet, rate: float) -> None:
         self._fleet = fleet

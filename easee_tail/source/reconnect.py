@@ -1,0 +1,112 @@
+"""Riding through connection loss: reconnect with capped exponential backoff and jitter.
+
+Wraps a broker source. Nothing is acknowledged for a connection that died: its unacked
+deliveries go back to the queue and the broker delivers them again, marked redelivered, on
+the next connection (at least once, never lost). An acknowledgement is never sent on a new
+channel for a delivery of an old one, where the same tag would name another message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from easee_tail.errors import BrokerClosed, BrokerLoginRefused, Unreachable
+from easee_tail.model import Delivery
+from easee_tail.source import IDLE_TICK, Source
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.5  # seconds before the first attempt (at most)
+    cap: float = 30.0  # the longest wait between attempts
+    max_retries: int | None = None  # None: keep trying
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential, capped, with jitter: somewhere in the upper half of the ceiling, so
+        that many clients cut off at once do not come back in step."""
+        ceiling = min(self.cap, self.first * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+# connect(refresh): a new open source; refresh=True asks for new connection details first
+# (Easee may have rotated the broker password). It raises what BrokerSource.open raises.
+Connect = Callable[[bool], Source]
+
+
+class ReconnectingSource:
+    def __init__(
+        self, first: Source, connect: Connect, backoff: Backoff, notify: Callable[[str], None],
+        can_refresh: bool, rng: random.Random | None = None,
+    ) -> None:
+        self._current: Source | None = first
+        self._connect = connect
+        self._backoff = backoff
+        self._notify = notify
+        self._can_refresh = can_refresh
+        self._rng = rng or random.Random()
+        self._broken = False
+        self.server = first.server
+        self.queue = first.queue
+        self.status: str | None = None  # "reconnecting …" while it does, for the table header
+
+    def batches(self) -> Iterator[Sequence[Delivery]]:
+        while True:
+            source = self._current
+            assert source is not None
+            try:
+                yield from source.batches()
+                return
+            except BrokerClosed as lost:
+                reason = lost.message
+            source.close()
+            self._current = None
+            yield from self._reconnect(reason)
+
+    def ack_through(self, tag: int) -> None:
+        if self._broken or self._current is None:
+            return  # that connection is gone: the broker redelivers what it had not acked
+        try:
+            self._current.ack_through(tag)
+        except BrokerClosed:
+            self._broken = True  # the next batch notices the loss and reconnects
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def _reconnect(self, reason: str) -> Iterator[Sequence[Delivery]]:
+        refresh = False
+        attempt = 0
+        lost_at = time.monotonic()
+        while True:
+            attempt += 1
+            limit = self._backoff.max_retries
+            if limit is not None and attempt > limit:
+                self.status = None
+                raise BrokerClosed(f"{reason}; gave up after {limit} reconnection attempt(s)")
+            delay = self._backoff.delay(attempt, self._rng)
+            self.status = f"reconnecting (attempt {attempt}, next in {delay:.1f} s)"
+            self._notify(f"{reason}; {self.status}")
+            deadline = time.monotonic() + delay
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(IDLE_TICK, left))
+                yield ()  # the loop checks for signals, --duration and redraws meanwhile
+            try:
+                self._current = self._connect(refresh)
+            except BrokerLoginRefused as refused:
+                if not self._can_refresh:
+                    raise
+                reason, refresh = refused.message, True
+                continue
+            except (Unreachable, BrokerClosed) as failed:
+                reason = failed.message
+                continue
+            self._broken = False
+            self.status = None
+            self._notify(f"reconnected to {self._current.server} after "
+                         f"{time.monotonic() - lost_at:.1f} s (attempt {attempt})")
+            return
