@@ -83,7 +83,7 @@ class Catalogue:
         does not list, and a user may want to watch exactly those.
         """
         text = text.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdecimal():
             return int(text)
         entry = self._by_name.get(text.lower())
         if entry is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -31,7 +32,7 @@ from easee_tail.credentials import (
 )
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
-from easee_tail.errors import EaseeTailError, ExitCode, Redactor
+from easee_tail.errors import SECRETS, EaseeTailError, ExitCode
 from easee_tail.filters import build_filter, split_values
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
@@ -40,12 +41,17 @@ from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
 from easee_tail.sinks.table import TableSink
 from easee_tail.source import Source
-from easee_tail.source.broker import DEFAULT_PREFETCH, BrokerSource
+from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.stats import Stats
 
-SIGNAL_EXIT = {2: ExitCode.INTERRUPTED, 15: ExitCode.TERMINATED}
+# SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
+# went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
+SIGNAL_EXIT: dict[int, ExitCode] = {
+    signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED,
+    signal.SIGHUP: ExitCode.HANGUP, signal.SIGPIPE: ExitCode.OK,
+}
 
 
 class DefaultGroup(click.Group):
@@ -89,6 +95,22 @@ def _resolve_observations(
     return ids
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return SECRETS(super().format(record))
+
+
+def _debug_logging(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
+    if not on:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("easee-tail: debug: %(name)s: %(message)s"))
+    for name in ("pika", "urllib3"):
+        log = logging.getLogger(name)
+        log.setLevel(logging.DEBUG)
+        log.addHandler(handler)
+
+
 def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options every pipeline shares, broker or demo."""
     options = [
@@ -108,6 +130,10 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Exit 0 after SECONDS."),
+        click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
+                     expose_value=False, callback=_debug_logging,
+                     help="Log connection details (pika, HTTP) to stderr, secrets masked; "
+                          "show tracebacks of internal errors [env EASEE_TAIL_DEBUG]."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -154,6 +180,9 @@ def main() -> None:
               help="Exit (code 12) when the connection is lost instead of reconnecting.")
 @click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
               help="Give up (exit 12) after N reconnection attempts in a row [default: never].")
+@click.option("--heartbeat", type=click.IntRange(1, 600), default=HEARTBEAT, show_default=True,
+              metavar="SECONDS", help="AMQP heartbeat: a silent connection counts as lost after "
+                                      "about this long plus a few seconds.")
 @click.option("--insecure", is_flag=True,
               help="Do not verify TLS certificates (API and broker). Dangerous; warns each run.")
 @output_options
@@ -161,7 +190,10 @@ def main() -> None:
 def tail_command(ctx: click.Context, /, **options: Any) -> None:
     """Consume the stream (the default command)."""
     command = _Command(Environment.from_process())
-    if ctx.get_parameter_source("password") is click.core.ParameterSource.COMMANDLINE:
+    source = ctx.get_parameter_source("password")
+    if source is click.core.ParameterSource.ENVIRONMENT and not options["username"]:
+        options["password"] = None  # EASEE_PASSWORD kept for logins; a --token run ignores it
+    if source is click.core.ParameterSource.COMMANDLINE:
         command.warn("--password on the command line is visible to other users of this machine "
                      "(ps, shell history); prefer EASEE_PASSWORD or the prompt")
     command.tail(**options)
@@ -185,7 +217,7 @@ class _Command:
     env: Environment
 
     def __post_init__(self) -> None:
-        self.redact = Redactor()
+        self.redact = SECRETS
         self.stop = StopRequest()
         self.table: TableSink | None = None
         self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
@@ -194,8 +226,8 @@ class _Command:
     def tail(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
         amqp_url: str | None, queue: str | None, ca_file: str | None, prefetch: int,
-        allow_shared: bool, no_reconnect: bool, max_retries: int | None, insecure: bool,
-        **options: Any,
+        allow_shared: bool, no_reconnect: bool, max_retries: int | None, heartbeat: int,
+        insecure: bool, **options: Any,
     ) -> None:
         self.redact.add(token, password)
         if amqp_url:
@@ -213,7 +245,7 @@ class _Command:
                 self.warn(f"the connection details ask for a plain (unencrypted) connection to "
                           f"{details_now.server}: the stream is readable on the network")
             source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch,
-                                  insecure=insecure)
+                                  insecure=insecure, heartbeat=heartbeat)
             try:
                 state = source.open(allow_shared=allow_shared)
             except BaseException:
@@ -298,6 +330,7 @@ class _Command:
         stats: Stats | None = None
         failure: EaseeTailError | None = None
         ending = Ending.SOURCE_ENDED
+        cut_short = False  # a signal that could not wait for the batch (a blocked write)
         started = time.monotonic()
         encoder = LineEncoder()
         try:
@@ -320,16 +353,18 @@ class _Command:
                          Limits(count, duration), self.stop)
         except Interrupted as interrupted:
             ending, self.stop.signum = Ending.SIGNAL, interrupted.signum
+            cut_short = True
         except EaseeTailError as problem:
             failure = problem
         finally:
             self._close(source, sinks)  # the table stops before any error line is printed
         if failure is not None:
             self.fail(failure.message, failure.exit_code)
-        if ending is Ending.PIPE_CLOSED:
-            _silence_stdout()
+        if ending is Ending.PIPE_CLOSED or self.stop.signum == signal.SIGPIPE or cut_short:
+            _silence_stdout()  # what a blocked write left in Python's buffer was never acked
         if stats is not None and env.stderr_isatty:
-            self.stderr.print(summary(stats, time.monotonic() - started), style="dim")
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                self.stderr.print(summary(stats, time.monotonic() - started), style="dim")
         if ending is Ending.SIGNAL and self.stop.signum is not None:
             sys.exit(SIGNAL_EXIT.get(self.stop.signum, ExitCode.INTERRUPTED))
 
@@ -382,6 +417,8 @@ def entry() -> None:
     pika_log = logging.getLogger("pika")
     pika_log.addHandler(logging.NullHandler())
     pika_log.propagate = False
+    SECRETS.add(*(os.environ.get(name) for name in ("EASEE_TOKEN", "EASEE_PASSWORD")))
+    SECRETS.add(_url_password(os.environ.get("EASEE_AMQP_URL") or ""))
     try:
         main(standalone_mode=True)
     except Interrupted as interrupted:
@@ -389,9 +426,9 @@ def entry() -> None:
     except SystemExit:
         raise
     except BaseException:  # a bug: one line, no secrets; the traceback only on request
-        if os.environ.get("EASEE_TAIL_DEBUG"):
-            traceback.print_exc()
+        if os.environ.get("EASEE_TAIL_DEBUG") or "--debug" in sys.argv:
+            print(SECRETS(traceback.format_exc()), file=sys.stderr, end="")
         kind, _value = sys.exc_info()[:2]
         print(f"easee-tail: internal error: {kind.__name__ if kind else '?'}; "
-              "set EASEE_TAIL_DEBUG=1 for details", file=sys.stderr)
+              "run with --debug (or EASEE_TAIL_DEBUG=1) for details", file=sys.stderr)
         sys.exit(ExitCode.ERROR)

@@ -317,7 +317,7 @@ def _int_or_none(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal() and value.isascii():
         return int(value)
     return None
 
@@ -336,7 +336,7 @@ def _plain(value: object) -> object:
     if isinstance(value, datetime):
         return parse_time(value)
     if isinstance(value, Decimal):
-        return float(value)
+        return float(value) if value.is_finite() else str(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     QUEUE_SHARED = 10  # other consumers are attached; --allow-shared overrides
     OUTPUT = 11  # the --save file cannot be opened or written
     BROKER_CLOSED = 12  # the broker closed the connection or channel while consuming
+    HANGUP = 129  # SIGHUP (the terminal went away)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -90,3 +91,7 @@ class Redactor:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, self.MASK)
         return text
+
+
+# One per process: everything that leaves it (errors, --debug logs, tracebacks) passes here.
+SECRETS = Redactor()

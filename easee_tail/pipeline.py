@@ -42,25 +42,39 @@ class Interrupted(BaseException):
 
 
 class StopRequest:
-    """SIGINT/SIGTERM handling: raise at once, or, while consuming, finish the batch first.
+    """Signal handling: raise at once, or, while consuming, finish the batch first.
 
-    A second signal while a stop is pending raises at once: whoever presses Ctrl-C twice
-    wants out now. Nothing unwritten is acked either way.
+    SIGINT, SIGTERM, SIGHUP and SIGPIPE all stop easee-tail. While consuming, the batch in
+    hand is finished (written, acknowledged) and the loop ends; if that does not happen
+    within GRACE seconds (a write blocked on a pipe nobody reads, say), or a second signal
+    comes, it raises at once. Nothing unwritten is acknowledged either way.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+    GRACE = 0.8  # seconds
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self.deferring = False
 
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in self.SIGNALS:
             signal.signal(signum, self._handle)
+        signal.signal(signal.SIGALRM, self._overdue)
+
+    def disarm(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.deferring and self.signum is None:
             self.signum = signum
+            signal.setitimer(signal.ITIMER_REAL, self.GRACE)
             return
-        raise Interrupted(signum)
+        raise Interrupted(self.signum or signum)
+
+    def _overdue(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
 
 
 def run(
@@ -107,3 +121,4 @@ def run(
         return Ending.SOURCE_ENDED
     finally:
         stop.deferring = False
+        stop.disarm()

@@ -37,7 +37,10 @@ def parse_time(value: object) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float | Decimal):
-        return _from_number(float(value))
+        try:
+            return _from_number(float(value))
+        except (ValueError, OverflowError):  # a signalling NaN; an int beyond any float
+            return None
     return None
 
 

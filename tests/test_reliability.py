@@ -21,7 +21,8 @@ from tests.conftest import (
     assert_no_secrets,
     stream_details,
 )
-from tests.harness.rabbit import PASSWORD, RabbitBroker
+from tests.harness.proxy import TcpProxy
+from tests.harness.rabbit import PASSWORD, USER, RabbitBroker
 
 
 def numbered(start: int, stop: int) -> list[tuple[str, str, None]]:
@@ -277,3 +278,55 @@ def queue_consumers(rabbit: RabbitBroker, queue: BrokerQueue) -> int:
         if parts and parts[0] == queue.name:
             return int(parts[1])
     return 0
+
+
+def test_a_network_cut_reconnects_and_loses_nothing(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(rabbit.amqps_port)
+    save = tmp_path / "save.jsonl"
+    try:
+        queue.publish_many(numbered(0, 40))
+        url = f"amqps://{USER}:{PASSWORD}@localhost:{proxy.port}/"
+        process = cli.popen("--amqp-url", url, "--queue", queue.name, "--ca-file",
+                            str(cli.certs.ca_file), "--jsonl", "--save", str(save),
+                            "--count", "80", stdout=subprocess.DEVNULL)
+        wait_for(lambda: len(saved_records(save)) >= 40, "the first 40 lines")
+        proxy.cut()
+        queue.publish_many(numbered(40, 80))
+        code, stderr = finish(process)
+    finally:
+        proxy.close()
+    assert code == 0, stderr
+    assert "was lost" in stderr and "reconnected" in stderr
+    assert set(values(saved_records(save))) == set(range(80))
+    assert PASSWORD not in stderr
+
+
+def test_missed_heartbeats_on_a_silent_network_count_as_a_loss(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
+) -> None:
+    """The path goes silent (no reset, nothing arrives): only the heartbeat can tell."""
+    proxy = TcpProxy(rabbit.amqps_port)
+    save = tmp_path / "save.jsonl"
+    try:
+        queue.publish_many(numbered(0, 10))
+        url = f"amqps://{USER}:{PASSWORD}@localhost:{proxy.port}/"
+        process = cli.popen("--amqp-url", url, "--queue", queue.name, "--ca-file",
+                            str(cli.certs.ca_file), "--jsonl", "--save", str(save),
+                            "--count", "20", "--heartbeat", "1", stdout=subprocess.DEVNULL)
+        wait_for(lambda: len(saved_records(save)) >= 10, "the first 10 lines")
+        proxy.silence()
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        while "reconnecting" not in line and line:
+            line = process.stderr.readline()
+        assert "reconnecting (attempt 1" in line
+        proxy.silence(False)
+        queue.publish_many(numbered(10, 20))
+        code, stderr = finish(process)
+    finally:
+        proxy.close()
+    assert code == 0, stderr
+    assert "reconnected" in stderr
+    assert set(values(saved_records(save))) == set(range(20))

@@ -48,11 +48,13 @@ class BrokerSource:
         ca_file: str | None = None,
         prefetch: int = DEFAULT_PREFETCH,
         insecure: bool = False,
+        heartbeat: int = HEARTBEAT,
     ) -> None:
         self._details = details
         self._ca_file = ca_file
         self._prefetch = prefetch
         self._insecure = insecure
+        self._heartbeat = heartbeat
         self.status: str | None = None
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -144,7 +146,7 @@ class BrokerSource:
             port=details.port,
             virtual_host=details.virtual_host,
             credentials=pika.PlainCredentials(details.username, details.password),
-            heartbeat=HEARTBEAT,
+            heartbeat=self._heartbeat,
             blocked_connection_timeout=300,
             connection_attempts=1,
             socket_timeout=10,

@@ -1,0 +1,141 @@
+"""Whatever arrives, a record comes out: property-based tests of the decoder and the JSON
+line, and a fuzz run of random messages through the real broker and the real process."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from easee_tail.catalogue import load
+from easee_tail.decode import decode
+from easee_tail.model import Delivery, ErrorRecord, Observation
+from easee_tail.sinks.jsonl import encode
+from tests.conftest import BrokerQueue, Runner
+from tests.harness.rabbit import RabbitBroker
+
+CATALOGUE = load()
+KINDS = {"observation", "command_response", "pulse", "package", "error"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+times = st.one_of(
+    st.datetimes(timezones=st.none() | st.just(UTC)),
+    st.datetimes().map(lambda moment: moment.isoformat() + "Z"),
+    st.datetimes().map(lambda moment: moment.isoformat(timespec="microseconds") + "0Z"),
+    st.integers(), st.floats(), st.text(max_size=40), st.binary(max_size=40),
+    st.decimals(allow_nan=True), st.none(), st.booleans(),
+)
+header_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.binary(max_size=20) | st.decimals(allow_nan=False, places=3) | times,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=3),
+    max_leaves=8,
+)
+known_ids = st.sampled_from([entry.id for entry in CATALOGUE] + [0, 999, 65535])
+routing_keys = st.one_of(
+    st.builds(lambda serial, obs: f"{serial}.O.{obs}", st.text(max_size=10), known_ids),
+    st.builds(lambda serial, kind, rest: f"{serial}.{kind}.{rest}", st.text(max_size=8),
+              st.sampled_from(["O", "CR", "P", "OP", "X", ""]), st.text(max_size=8)),
+    st.text(max_size=40),
+)
+bodies = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda stamp, value: json.dumps({"Timestamp": stamp, "Value": value}).encode(),
+              st.text(max_size=30) | st.datetimes().map(lambda d: d.isoformat() + "Z"),
+              json_values),
+    st.builds(lambda body: json.dumps(body).encode(), json_values),
+    st.dictionaries(st.sampled_from(["Timestamp", "Value", "value", "DataType",
+                                     "ObservationId", "ChargerId", "timestamp"]),
+                    json_values).map(lambda body: json.dumps(body).encode()),
+)
+
+
+def check(delivery: Delivery) -> None:
+    record = decode(delivery, CATALOGUE)
+    assert isinstance(record, Observation | ErrorRecord)
+    assert record.kind in KINDS
+    assert record.routing_key == delivery.routing_key
+    line = encode(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    parsed = json.loads(line)
+    assert parsed["kind"] == record.kind
+    if isinstance(record, ErrorRecord):
+        assert parsed["raw"] is not None  # the body is kept, never dropped
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(routing_keys, bodies, st.none() | st.dictionaries(st.text(max_size=12), header_values,
+                                                         max_size=4),
+       st.floats(min_value=0, max_value=4e9), st.booleans())
+def test_any_message_decodes_to_a_record_and_one_json_line(
+    routing_key: str, body: bytes, headers: dict[str, Any] | None, received: float,
+    redelivered: bool,
+) -> None:
+    check(Delivery(routing_key, body, headers, received, redelivered, 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(times, st.sampled_from(["ArrivalTime", "arrivaltime", "ARRIVALTIME"]))
+def test_arrival_time_in_any_form_gives_a_latency_or_none(arrival: object, key: str) -> None:
+    delivery = Delivery("EH000001.O.120", b'{"Timestamp":"2026-11-24T12:00:00Z","Value":1.5}',
+                        {key: arrival}, 1_795_000_000.0, False, 1)
+    record = decode(delivery, CATALOGUE)
+    assert isinstance(record, Observation)
+    assert record.latency_ms is None or isinstance(record.latency_ms, float)
+    check(delivery)
+
+
+def test_huge_and_deep_bodies_are_error_records_or_observations() -> None:
+    for body in (b"[" * 200_000, b'{"a":' * 50_000, b"x" * 10_000_000,
+                 json.dumps({"Timestamp": "2026-11-24T12:00:00Z", "Value": "v" * 5_000_000}
+                            ).encode()):
+        check(Delivery("EH000001.O.120", body, None, 1_795_000_000.0, False, 1))
+
+
+def test_random_messages_through_the_broker_all_come_out(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    """Random bodies, routing keys and header sets, published for real (what pika can
+    encode: no float headers), consumed by the real process: one line each, in order."""
+    rng = random.Random(20261125)
+    now = datetime.now(UTC)
+    header_choices: list[Any] = [
+        lambda: None, lambda: now.isoformat(), lambda: (now + timedelta(hours=1)).isoformat(),
+        lambda: now.replace(tzinfo=None), lambda: rng.randint(-2**62, 2**62),
+        lambda: rng.randbytes(rng.randint(0, 30)), lambda: "not a time",
+        lambda: {"nested": [1, "two", {"x": b"\xff"}]}, lambda: Decimal("1.25"),
+        lambda: rng.choice([True, False]), lambda: str(rng.random() * 1e12),
+    ]
+    messages = []
+    for index in range(500):
+        key = rng.choice([f"EH{index:06d}.O.{rng.choice([109, 120, 108, 999])}",
+                          f"EH{index:06d}.CR.11.{rng.randint(0, 9)}", f"EH{index:06d}.P",
+                          "odd key", f"EH{index:06d}.O.x"])
+        body = rng.choice([
+            rng.randbytes(rng.randint(0, 300)),
+            json.dumps({"Timestamp": now.isoformat(), "Value": rng.random()}).encode(),
+            b"[" * rng.randint(1, 5000), b"", "\u00e9\u2603".encode("utf-16"),
+        ])
+        headers = {rng.choice(["ArrivalTime", "X", "arrivaltime"]): rng.choice(header_choices)()
+                   for _ in range(rng.randint(0, 3))}
+        messages.append((key, body, {k: v for k, v in headers.items() if v is not None}))
+    queue.publish_many(messages)
+    result = cli.run("--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                     "--ca-file", str(cli.certs.ca_file), "--jsonl", "--count", "500")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 500
+    records = [json.loads(line) for line in lines]
+    assert [record["routing_key"] for record in records] == [key for key, _, _ in messages]
+    assert queue.depth() == 0

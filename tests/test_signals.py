@@ -1,0 +1,119 @@
+"""Signals at every stage: connecting, consuming, blocked mid-write, in reconnect backoff.
+Each ends easee-tail within a second, with its documented exit code and whole lines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import TOKEN, BrokerQueue, Runner, api_args, stream_details
+from tests.harness.rabbit import RabbitBroker
+from tests.test_reliability import numbered, queue_consumers, wait_for
+
+EXPECTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGPIPE: 0}
+
+
+def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, float, str]:
+    sent = time.monotonic()
+    process.send_signal(signum)
+    code = process.wait(timeout=10)
+    took = time.monotonic() - sent
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and "internal error" not in stderr
+    return code, took, stderr
+
+
+def amqp(rabbit: RabbitBroker, queue: BrokerQueue, cli: Runner) -> list[str]:
+    return ["--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+            "--ca-file", str(cli.certs.ca_file)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGPIPE])
+def test_hangup_and_sigpipe_while_consuming(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path, signum: int
+) -> None:
+    queue.publish_many(numbered(0, 20_000))
+    save = tmp_path / "save.jsonl"
+    process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl", "--save", str(save),
+                        "--prefetch", "200", stdout=subprocess.DEVNULL)
+    wait_for(lambda: save.exists() and save.read_text().count("\n") >= 300, "300 lines")
+    code, took, _stderr = stop(process, signum)
+    assert code == EXPECTED[signum] and took < 1.5
+    saved = save.read_text()
+    assert saved.endswith("\n")
+    lines = saved.splitlines()
+    for line in lines:
+        json.loads(line)
+    assert 20_000 - queue.depth() <= len(lines)  # nothing acked that was not written
+
+
+def test_sigterm_while_the_api_has_not_answered_yet(cli: Runner, httpserver: HTTPServer) -> None:
+    def slow(_request: Request) -> Response:
+        time.sleep(8)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(slow)
+    process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
+    time.sleep(1.0)
+    code, took, _stderr = stop(process, signal.SIGTERM)
+    assert code == 143 and took < 1.0
+
+
+def test_sigterm_while_blocked_writing_to_a_pipe_nobody_reads(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    queue.publish_many(numbered(0, 3000))
+    process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl", "--prefetch", "500")
+    time.sleep(2)  # the 64 KiB pipe is full: easee-tail sits in write()
+    code, took, _stderr = stop(process, signal.SIGTERM)
+    assert code == 143 and took < 1.5
+    assert process.stdout is not None
+    written = process.stdout.read().splitlines()
+    for line in written[:-1]:  # the last may be cut: it was never fully written
+        json.loads(line)
+    assert 3000 - queue.depth() <= len(written)
+
+
+def test_sigint_during_reconnect_backoff(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl")
+    wait_for(lambda: queue_consumers(rabbit, queue) == 1, "easee-tail to consume")
+    rabbit.ctl("stop_app")
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline() + process.stderr.readline()
+        assert "reconnecting (attempt" in first
+        time.sleep(1.5)
+        code, took, _stderr = stop(process, signal.SIGINT)
+    finally:
+        rabbit.ctl("start_app")
+    assert code == 130 and took < 1.0
+
+
+def test_demo_stopped_by_each_signal(cli: Runner) -> None:
+    for signum, code in EXPECTED.items():
+        process = cli.popen("demo", "--jsonl", "--rate", "200")
+        assert process.stdout is not None
+        process.stdout.readline()
+        exit_code, took, _stderr = stop(process, signum)
+        assert (exit_code, took < 1.0) == (code, True), signum
+
+
+def test_api_details_then_sigterm_mid_stream(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/api/streams/amqp/v2").respond_with_json(
+        stream_details(rabbit, queue.name))
+    process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
+    wait_for(lambda: queue_consumers(rabbit, queue) == 1, "easee-tail to consume")
+    code, took, _stderr = stop(process, signal.SIGTERM)
+    assert code == 143 and took < 1.0
