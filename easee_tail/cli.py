@@ -176,6 +176,9 @@ def main() -> None:
 @click.option("--allow-shared", is_flag=True,
               help="Consume even when other consumers are attached (they lose the messages "
                    "easee-tail takes).")
+@click.option("--peek", is_flag=True,
+              help="Look without taking: every message goes back to the queue after it is shown "
+                   "(prefetch 1). Costs other consumers delay; see README.")
 @click.option("--no-reconnect", is_flag=True,
               help="Exit (code 12) when the connection is lost instead of reconnecting.")
 @click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
@@ -226,7 +229,7 @@ class _Command:
     def tail(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
         amqp_url: str | None, queue: str | None, ca_file: str | None, prefetch: int,
-        allow_shared: bool, no_reconnect: bool, max_retries: int | None, heartbeat: int,
+        allow_shared: bool, peek: bool, no_reconnect: bool, max_retries: int | None, heartbeat: int,
         insecure: bool, **options: Any,
     ) -> None:
         self.redact.add(token, password)
@@ -245,13 +248,17 @@ class _Command:
                 self.warn(f"the connection details ask for a plain (unencrypted) connection to "
                           f"{details_now.server}: the stream is readable on the network")
             source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch,
-                                  insecure=insecure, heartbeat=heartbeat)
+                                  insecure=insecure, heartbeat=heartbeat, peek=peek)
             try:
                 state = source.open(allow_shared=allow_shared)
             except BaseException:
                 source.close()
                 raise
-            if state.consumers and not quiet:
+            if peek and not quiet:
+                self.warn("--peek: every message shown goes back to the queue, but the other "
+                          "consumers get it later and marked redelivered, and easee-tail sees "
+                          "only the messages the broker offers it (see README)")
+            elif state.consumers and not quiet:
                 self.warn(f"{state.consumers} other consumer(s) share {details_now.queue}: "
                           "messages shown here do not reach them")
             if state.messages and not quiet:

@@ -9,6 +9,7 @@ import contextlib
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ from easee_tail.tls import client_context, describe_tls_error
 
 HEARTBEAT = 30  # seconds
 DEFAULT_PREFETCH = 1000
+PEEK_MEMORY = 100_000  # --peek: messages remembered as shown, so that a bounce is not shown
+PEEK_BOUNCE_PAUSE = 0.005  # seconds: a message that came back to us is left to the others
 ACK_EVERY = 200  # a fifth of the default prefetch: the broker never waits for credit
 
 
@@ -49,12 +52,15 @@ class BrokerSource:
         prefetch: int = DEFAULT_PREFETCH,
         insecure: bool = False,
         heartbeat: int = HEARTBEAT,
+        peek: bool = False,
     ) -> None:
         self._details = details
         self._ca_file = ca_file
         self._prefetch = prefetch
         self._insecure = insecure
         self._heartbeat = heartbeat
+        self._peek = peek
+        self._seen: OrderedDict[int, None] = OrderedDict()  # --peek: what was shown already
         self.status: str | None = None
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -73,14 +79,14 @@ class BrokerSource:
                 f"(or this user may not read it): {closed.reply_text}"
             ) from None
         state = QueueState(declared.method.message_count, declared.method.consumer_count)
-        if state.consumers and not allow_shared:
+        if state.consumers and not (allow_shared or self._peek):
             raise QueueShared(
                 f"{state.consumers} other consumer(s) are attached to {self._details.queue!r}: "
                 "RabbitMQ gives each message to one consumer only, so every message easee-tail "
                 "took would never reach them (your production service?); stop them or pass "
                 "--allow-shared if losing those messages is acceptable"
             )
-        self._channel.basic_qos(prefetch_count=self._prefetch)
+        self._channel.basic_qos(prefetch_count=1 if self._peek else self._prefetch)
         return state
 
     def batches(self) -> Iterator[Sequence[Delivery]]:
@@ -96,6 +102,11 @@ class BrokerSource:
             body: bytes,
         ) -> None:
             nonlocal stamp
+            if self._peek and self._shown_before(method.routing_key, body, properties.headers):
+                # back again: return it at once, out of the other consumer's way
+                _channel.basic_nack(method.delivery_tag, requeue=True)
+                time.sleep(PEEK_BOUNCE_PAUSE)
+                return
             if not pending:  # pika hands over what one read brought: one time stamps them all
                 stamp = clock()
             pending.append(Delivery(
@@ -125,12 +136,24 @@ class BrokerSource:
     def ack_through(self, tag: int) -> None:
         assert self._channel is not None
         try:
-            self._channel.basic_ack(delivery_tag=tag, multiple=True)
+            if self._peek:  # shown and saved: now it goes back to the queue, for the others
+                self._channel.basic_nack(delivery_tag=tag, multiple=True, requeue=True)
+            else:
+                self._channel.basic_ack(delivery_tag=tag, multiple=True)
         except (pika.exceptions.AMQPError, OSError) as lost:
             raise BrokerClosed(
                 f"the connection to {self.server} was lost before an acknowledgement: "
                 f"{_reason(lost)}"
             ) from None
+
+    def _shown_before(self, routing_key: str, body: bytes, headers: object) -> bool:
+        key = hash((routing_key, body, repr(headers)))
+        if key in self._seen:
+            return True
+        self._seen[key] = None
+        if len(self._seen) > PEEK_MEMORY:
+            self._seen.popitem(last=False)
+        return False
 
     def close(self) -> None:
         """Close politely; unacknowledged deliveries go back to the queue."""
