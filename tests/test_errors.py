@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -248,3 +249,32 @@ def test_bad_flags_are_usage_errors(cli: Runner) -> None:
         result = cli.run(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_insecure_skips_verification_and_says_so(cli: Runner, queue: BrokerQueue) -> None:
+    """By IP address the certificate (for localhost) does not match: refused, unless
+    --insecure, which must warn."""
+    url = queue.broker.amqps_url(host="127.0.0.1")
+    refused = cli.run("--amqp-url", url, "--queue", queue.name, "--jsonl", "--count", "1",
+                      "--duration", "2")
+    assert refused.returncode == 6
+    queue.publish("EHINSEC1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
+    allowed = cli.run("--amqp-url", url, "--queue", queue.name, "--jsonl", "--count", "1",
+                      "--insecure")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["charger"] == "EHINSEC1"
+    assert "warning: --insecure: TLS certificates are NOT verified" in allowed.stderr
+
+
+def test_password_on_the_command_line_warns(cli: Runner, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api/accounts/login").respond_with_json({"title": "no"},
+                                                                       status=401)
+    result = cli.run("--username", "partner@example.com", "--password", LOGIN_PASSWORD,
+                     *api_args(httpserver, cli.certs))
+    assert result.returncode == 3
+    assert "--password on the command line is visible to other users" in result.stderr
+    assert LOGIN_PASSWORD not in result.stderr
+    quiet = cli.run("--username", "partner@example.com", *api_args(httpserver, cli.certs),
+                    env=clean_env(EASEE_PASSWORD=LOGIN_PASSWORD))
+    assert quiet.returncode == 3
+    assert "visible to other users" not in quiet.stderr

@@ -160,3 +160,6 @@ def test_soak_with_restarts_and_a_forced_close(
     assert max(warm) < 80
     print(f"soak: {MESSAGES:,} messages, {redelivered} redelivered, "
           f"RSS {warm[0]:.1f} -> {max(warm):.1f} MB")
+    for line in errors:
+        if "reconnected" in line or "was lost" in line:
+            print("soak:", line.strip())

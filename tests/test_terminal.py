@@ -122,3 +122,42 @@ def test_login_password_is_prompted_for_without_echo(
     shown = screen.wait_for(lambda s: "EXIT=" in s)
     assert "EXIT=0" in shown and "6 ReadyToCharge" in shown
     assert LOGIN_PASSWORD not in shown and TOKEN not in shown
+
+
+def test_the_table_says_it_is_reconnecting_and_marks_redelivered_rows(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue,
+    terminal: Callable[[list[str]], Terminal],
+) -> None:
+    queue.publish("EHRECON1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
+    screen = terminal([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                       "--ca-file", str(cli.certs.ca_file)])
+    screen.wait_for(lambda s: "1 messages" in s and "EHRECON1" in s)
+    rabbit.ctl("stop_app")
+    try:
+        down = screen.wait_for(lambda s: "reconnecting (attempt" in s)
+    finally:
+        rabbit.ctl("start_app")
+    assert "was lost" in down  # the notice above the table says why
+    queue.publish("EHRECON1.O.109", '{"Timestamp": "2026-11-24T12:00:01Z", "Value": 2}')
+    back = screen.wait_for(lambda s: "reconnected to" in s and "2 messages" in s, timeout=60)
+    assert "2 AwaitingStart" in back
+    assert "Traceback" not in back
+    screen.press("C-c")
+    screen.wait_for(lambda s: "EXIT=130" in s)
+
+
+def test_redelivered_rows_are_marked(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue,
+    terminal: Callable[[list[str]], Terminal],
+) -> None:
+    """A message another consumer took and gave back arrives marked redelivered."""
+    queue.publish("EHREDEL1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
+    with rabbit.channel() as channel:
+        method, _properties, _body = channel.basic_get(queue.name)
+        assert method is not None
+        channel.basic_nack(method.delivery_tag, requeue=True)
+    screen = terminal([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                       "--ca-file", str(cli.certs.ca_file)])
+    shown = screen.wait_for(lambda s: "EHREDEL1" in s)
+    assert "↻ EHREDEL1" in shown and "1 redelivered" in shown
+    screen.press("C-c")

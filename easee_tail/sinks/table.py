@@ -93,19 +93,18 @@ class TableSink:
             header.append(f" · {stats.errors} unreadable", style="red")
         latencies = stats.live_percentiles()
         if latencies:
-            header.append(" · latency ")
+            header.append(" · latency")
             for name in ("p50", "p95", "max"):
                 value = latencies[name]
-                header.append(f"{name} ")
+                header.append(f" {name} ")
                 header.append(display_latency(value), style=latency_style(value))
-                header.append(" ")
         status = self._source.status
         if status is not None:
             header.append(f" · {status}", style="bold yellow")
         elif stats.last_received is None:
             header.append(" · waiting for messages…", style="yellow")
         else:
-            header.append(f"· last message {display_ago(time.monotonic() - stats.last_received)}")
+            header.append(f" · last message {display_ago(time.monotonic() - stats.last_received)}")
         if stats.redelivered:
             header.append(f" · {stats.redelivered:,} redelivered", style="yellow")
         return header
@@ -145,7 +144,7 @@ class Column:
 _COLUMNS = (
     Column("value", 4, 0),
     Column("name", 3, 24),
-    Column("charger", 1, 9),
+    Column("charger", 1, 11),  # a serial (8) and room for the redelivered mark
     Column("latency", 5, 8, right=True),
     Column("time", 0, 12),
     Column("id", 2, 3, right=True),
