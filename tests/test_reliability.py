@@ -148,18 +148,22 @@ def test_max_retries_gives_up_with_12_while_the_broker_stays_down(
     assert "gave up after 2 reconnection attempt(s)" in stderr.strip().splitlines()[-1]
 
 
-def test_rotated_broker_password_is_fetched_again_with_a_refreshed_token(
+@pytest.mark.parametrize("refresh_works", [True, False], ids=["refresh", "login-again"])
+def test_rotated_broker_password_is_fetched_again_with_a_renewed_token(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, httpserver: HTTPServer,
-    tmp_path: Path,
+    tmp_path: Path, refresh_works: bool,
 ) -> None:
     """Easee rotates the broker password and the access token expires meanwhile: easee-tail
-    must refresh the token, fetch the new details, and carry on. (A user of its own, so that
-    the test can still publish with the broker's usual one.)"""
+    must renew the token (refresh it, or log in again when the refresh is refused), fetch the
+    new details, and carry on. (A broker user of its own, so that the test can still publish
+    with the usual one.)"""
     user, first, rotated = "easee-rotating", "first-Secret-Kk42", "rotated-Secret-Jj17"
     rabbit.ctl("add_user", user, first)
     rabbit.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
-    httpserver.expect_request("/api/accounts/login", method="POST").respond_with_json(
+    httpserver.expect_oneshot_request("/api/accounts/login", method="POST").respond_with_json(
         {"accessToken": "access-one-Qq", "refreshToken": "refresh-one-Rr", "expiresIn": 3600})
+    httpserver.expect_oneshot_request("/api/accounts/login", method="POST").respond_with_json(
+        {"accessToken": "access-two-Ww", "refreshToken": "refresh-two-Tt", "expiresIn": 3600})
     httpserver.expect_oneshot_request(
         "/api/streams/amqp/v2", headers={"Authorization": "Bearer access-one-Qq"},
     ).respond_with_json(stream_details(rabbit, queue.name, username=user, password=first))
@@ -169,10 +173,14 @@ def test_rotated_broker_password_is_fetched_again_with_a_refreshed_token(
     httpserver.expect_request(
         "/api/accounts/profile", headers={"Authorization": "Bearer access-one-Qq"},
     ).respond_with_json({"title": "token expired"}, status=401)
-    httpserver.expect_request(
+    refresh = httpserver.expect_request(
         "/api/accounts/refresh_token", method="POST",
-        json={"accessToken": "access-one-Qq", "refreshToken": "refresh-one-Rr"},
-    ).respond_with_json({"accessToken": "access-two-Ww", "refreshToken": "refresh-two-Tt"})
+        json={"accessToken": "access-one-Qq", "refreshToken": "refresh-one-Rr"})
+    if refresh_works:
+        refresh.respond_with_json(
+            {"accessToken": "access-two-Ww", "refreshToken": "refresh-two-Tt"})
+    else:
+        refresh.respond_with_json({"title": "refresh token already used"}, status=400)
     httpserver.expect_request(
         "/api/streams/amqp/v2", headers={"Authorization": "Bearer access-two-Ww"},
     ).respond_with_json(stream_details(rabbit, queue.name, username=user, password=rotated))
@@ -193,8 +201,11 @@ def test_rotated_broker_password_is_fetched_again_with_a_refreshed_token(
     assert code == 0, stderr
     assert set(values(saved_records(save))) == set(range(20))
     assert "refused the AMQP login" in stderr and "reconnected" in stderr
+    logins = [request for request, _ in httpserver.log if request.path == "/api/accounts/login"]
+    assert len(logins) == (1 if refresh_works else 2)
     assert_no_secrets(stderr, save.read_text())
-    for secret in (first, rotated, "access-one-Qq", "refresh-one-Rr", "access-two-Ww"):
+    for secret in (first, rotated, "access-one-Qq", "refresh-one-Rr", "access-two-Ww",
+                   "refresh-two-Tt"):
         assert secret not in stderr
 
 
