@@ -6,6 +6,7 @@ Nothing here decides how to decode, filter or draw; it wires the stages together
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue
+from easee_tail import __version__, catalogue, describe
 from easee_tail.credentials import (
     DEFAULT_API_URL,
     ConnectionDetails,
@@ -213,6 +214,41 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+
+
+@main.command("observations")
+@click.argument("wanted", metavar="[ID|NAME]...", nargs=-1,
+                shell_complete=_complete_observations)
+@click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object each.")
+def observations_command(wanted: tuple[str, ...], as_json: bool) -> None:
+    """List the observation catalogue, or show observations in full with their values."""
+    env = Environment.from_process()
+    table = catalogue.load()
+    if wanted:
+        ctx = click.get_current_context()
+        ids = _resolve_observations(ctx, ctx.command.params[0], wanted)
+        missing = [str(number) for number in ids if table.get(number) is None]
+        if missing:
+            raise click.BadParameter(
+                f"not in the catalogue: {', '.join(missing)} (the stream may still carry it: "
+                "unknown ids are shown as Unknown)", param_hint="ID|NAME")
+        entries = [entry for number in ids if (entry := table.get(number)) is not None]
+    else:
+        entries = list(table)
+    out = Console(file=env.stdout, no_color=env.no_color, highlight=False, soft_wrap=False)
+    if as_json:
+        document = [describe.as_json(entry) for entry in entries]
+        env.stdout.write(json.dumps(document if not wanted or len(entries) > 1 else document[0],
+                                    ensure_ascii=False, indent=2) + "\n")
+    elif wanted:
+        for number, entry in enumerate(entries):
+            if number:
+                out.print()
+            out.print(describe.detail(entry))
+    elif env.stdout_isatty:
+        out.print(describe.table(entries))
+    else:
+        env.stdout.write("".join(describe.as_line(entry) + "\n" for entry in entries))
 
 
 @dataclass

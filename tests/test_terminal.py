@@ -161,3 +161,12 @@ def test_redelivered_rows_are_marked(
     shown = screen.wait_for(lambda s: "EHREDEL1" in s)
     assert "↻ EHREDEL1" in shown and "1 redelivered" in shown
     screen.press("C-c")
+
+
+def test_observations_table_on_a_terminal(
+    cli: Runner, terminal: Callable[[list[str]], Terminal]
+) -> None:
+    screen = terminal([cli.executable, "observations"])
+    shown = screen.wait_for(lambda s: "EXIT=0" in s)
+    assert "│" in shown and "\t" not in shown  # a drawn table, not the piped lines
+    assert "Traceback" not in shown

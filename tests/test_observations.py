@@ -1,0 +1,50 @@
+"""`easee-tail observations`: the catalogue as a user reads it, pipes it, or asks for JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tests.conftest import Runner
+
+PACKAGED_TSV = Path(__file__).resolve().parents[1] / "easee_tail" / "data" / "observations.tsv"
+
+
+def catalogue_rows() -> list[dict[str, str]]:
+    return list(csv.DictReader(PACKAGED_TSV.read_text().splitlines(), delimiter="\t"))
+
+
+def test_piped_listing_is_one_tab_separated_line_per_observation(cli: Runner) -> None:
+    result = cli.run("observations")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    rows = catalogue_rows()
+    assert [int(line[0]) for line in lines] == sorted(int(row["id"]) for row in rows)
+    by_id = {line[0]: line for line in lines}
+    for row in rows:
+        assert by_id[row["id"]][1:4] == [row["name"], row["type"], row["unit"]]
+
+
+def test_json_listing_and_one_entry_with_its_labels(cli: Runner) -> None:
+    everything = json.loads(cli.run("observations", "--json").stdout)
+    assert len(everything) == len(catalogue_rows())
+    one = json.loads(cli.run("observations", "chargeropmode", "--json").stdout)
+    assert one["id"] == 109 and one["type"] == "Integer"
+    assert one["labels"]["3"] == "Charging"
+    flags = json.loads(cli.run("observations", "89", "--json").stdout)
+    assert flags["flags"]  # the reboot reason is a bit mask
+
+
+def test_one_entry_in_full_by_id_or_name(cli: Runner) -> None:
+    result = cli.run("observations", "109", "ReasonForNoCurrent")
+    assert result.returncode == 0
+    assert "109 ChargerOpMode" in result.stdout and "3  Charging" in result.stdout
+    assert "96 ReasonForNoCurrent" in result.stdout
+
+
+def test_unknown_names_and_ids_are_usage_errors(cli: Runner) -> None:
+    named = cli.run("observations", "opmode")
+    assert named.returncode == 2 and "did you mean ChargerOpMode" in named.stderr
+    numbered = cli.run("observations", "99999")
+    assert numbered.returncode == 2 and "not in the catalogue: 99999" in numbered.stderr
