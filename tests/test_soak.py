@@ -145,11 +145,12 @@ def test_soak_with_restarts_and_a_forced_close(
         rest = cli.run(*args, "--count", str(ready))
         assert rest.returncode == 0, rest.stderr
     seen = set()
-    redelivered = 0
+    redelivered = lines = 0
     for line in save.read_text().splitlines():
         record = json.loads(line)
         seen.add(identity(record["routing_key"], record["timestamp"]))
         redelivered += record["redelivered"]
+        lines += 1
     assert seen == expected
     assert queue.depth() == 0
 
@@ -158,7 +159,8 @@ def test_soak_with_restarts_and_a_forced_close(
     assert warm, "too few memory samples"
     assert max(warm) - warm[0] < 10, f"RSS grew from {warm[0]:.1f} to {max(warm):.1f} MB"
     assert max(warm) < 80
-    print(f"soak: {MESSAGES:,} messages, {redelivered} redelivered, "
+    print(f"soak: {MESSAGES:,} messages, {lines - len(seen)} saved twice, "
+          f"{redelivered} marked redelivered, "
           f"RSS {warm[0]:.1f} -> {max(warm):.1f} MB")
     for line in errors:
         if "reconnected" in line or "was lost" in line:
