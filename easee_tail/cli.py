@@ -23,7 +23,7 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue, describe
+from easee_tail import __version__, catalogue, describe, simulate
 from easee_tail.credentials import (
     DEFAULT_API_URL,
     ConnectionDetails,
@@ -42,7 +42,7 @@ from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
 from easee_tail.sinks.table import TableSink
 from easee_tail.source import Source
-from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource
+from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.stats import Stats
@@ -214,6 +214,61 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+
+
+@main.command("simulate")
+@click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL", required=True,
+              help="amqps://user:pass@host:port/vhost of the broker to publish to "
+                   "[env EASEE_AMQP_URL].")
+@click.option("--queue", metavar="NAME", help="Deliver into this queue (through a private "
+                                                 "topic exchange bound to it).")
+@click.option("--exchange", metavar="NAME", help="Publish to this existing exchange instead.")
+@click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False), help="Also trust this CA.")
+@click.option("--chargers", "charger_count", type=click.IntRange(1, 100_000), default=10,
+              show_default=True, help="Chargers in the fleet.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=100_000), default=20.0,
+              show_default=True, help="Messages per second.")
+@click.option("--delay-ms", type=(click.FloatRange(min=0), click.FloatRange(min=0)),
+              default=(40.0, 400.0), show_default=True, metavar="MIN MAX",
+              help="Charger-to-cloud delay range: Timestamp is that much before ArrivalTime.")
+@click.option("--seed", type=int, help="Seed for a repeatable fleet.")
+@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop after SECONDS.")
+def simulate_command(
+    amqp_url: str, queue: str | None, exchange: str | None, ca_file: str | None,
+    charger_count: int, rate: float, delay_ms: tuple[float, float], seed: int | None,
+    count: int | None, duration: float | None,
+) -> None:
+    """Publish a simulated fleet to a broker: sessions, telemetry, tokens, reboots."""
+    if (queue is None) == (exchange is None):
+        raise click.UsageError("give --queue or --exchange (one of them)")
+    if delay_ms[0] > delay_ms[1]:
+        raise click.BadParameter("MIN is above MAX", param_hint="--delay-ms")
+    command = _Command(Environment.from_process())
+    command.redact.add(_url_password(amqp_url))
+    try:
+        details = parse_amqp_url(amqp_url, queue or "")
+    except ValueError as problem:
+        raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
+    command.stop.install()
+    fleet = Fleet(charger_count, seed=seed, delay_ms=delay_ms)
+    connection = None
+    try:
+        connection = connect(details, ca_file, name="easee-tail simulate")
+        sent = simulate.publish(
+            connection, fleet, simulate.Target(queue, exchange), rate, count, duration,
+            lambda sent: command.info(f"{sent:,} messages published"),
+        )
+    except EaseeTailError as problem:
+        command.fail(problem.message, problem.exit_code)
+    finally:
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(Exception):
+                connection.close()
+    command.info(f"{sent:,} messages from {charger_count} chargers published to "
+                 f"{details.display_url} ({'queue ' + queue if queue else 'exchange ' + str(exchange)})")
 
 
 @main.command("observations")

@@ -163,39 +163,47 @@ class BrokerSource:
                 connection.close()
 
     def _connect(self) -> pika.BlockingConnection:
-        details = self._details
-        parameters = pika.ConnectionParameters(
-            host=details.server,
-            port=details.port,
-            virtual_host=details.virtual_host,
-            credentials=pika.PlainCredentials(details.username, details.password),
-            heartbeat=self._heartbeat,
-            blocked_connection_timeout=300,
-            connection_attempts=1,
-            socket_timeout=10,
-            stack_timeout=20,
-            ssl_options=(
-                pika.SSLOptions(client_context(self._ca_file, self._insecure),
-                                server_hostname=details.server)
-                if details.use_ssl else None
-            ),
-            client_properties={"connection_name": "easee-tail", "product": "easee-tail"},
-        )
-        try:
-            return pika.BlockingConnection(parameters)
-        except pika.exceptions.ProbableAuthenticationError:
-            raise BrokerLoginRefused(
-                f"the broker at {self.server} refused the AMQP login for {details.username!r}; "
-                "the connection details may have been rotated: run again to fetch new ones"
-            ) from None
-        except pika.exceptions.ProbableAccessDeniedError:
-            raise BrokerLoginRefused(
-                f"the broker at {self.server} refused access to virtual host "
-                f"{details.virtual_host!r} for {details.username!r}"
-            ) from None
-        except (pika.exceptions.AMQPConnectionError, OSError) as failed:
-            # pika raises socket and SSL errors as they are on some paths, wrapped on others
-            raise _connection_error(failed, details) from None
+        return connect(self._details, self._ca_file, self._insecure, self._heartbeat)
+
+
+def connect(
+    details: ConnectionDetails, ca_file: str | None = None, insecure: bool = False,
+    heartbeat: int = HEARTBEAT, name: str = "easee-tail",
+) -> pika.BlockingConnection:
+    """A verified TLS connection (unless plain AMQP was asked for), failures as our errors."""
+    server = details.display_url
+    parameters = pika.ConnectionParameters(
+        host=details.server,
+        port=details.port,
+        virtual_host=details.virtual_host,
+        credentials=pika.PlainCredentials(details.username, details.password),
+        heartbeat=heartbeat,
+        blocked_connection_timeout=300,
+        connection_attempts=1,
+        socket_timeout=10,
+        stack_timeout=20,
+        ssl_options=(
+            pika.SSLOptions(client_context(ca_file, insecure),
+                            server_hostname=details.server)
+            if details.use_ssl else None
+        ),
+        client_properties={"connection_name": name, "product": "easee-tail"},
+    )
+    try:
+        return pika.BlockingConnection(parameters)
+    except pika.exceptions.ProbableAuthenticationError:
+        raise BrokerLoginRefused(
+            f"the broker at {server} refused the AMQP login for {details.username!r}; "
+            "the connection details may have been rotated: run again to fetch new ones"
+        ) from None
+    except pika.exceptions.ProbableAccessDeniedError:
+        raise BrokerLoginRefused(
+            f"the broker at {server} refused access to virtual host "
+            f"{details.virtual_host!r} for {details.username!r}"
+        ) from None
+    except (pika.exceptions.AMQPConnectionError, OSError) as failed:
+        # pika raises socket and SSL errors as they are on some paths, wrapped on others
+        raise _connection_error(failed, details) from None
 
 
 def _connection_error(failed: BaseException, details: ConnectionDetails) -> EaseeTailError:
