@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
@@ -33,7 +33,7 @@ from easee_tail.credentials import (
 )
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
-from easee_tail.errors import SECRETS, EaseeTailError, ExitCode
+from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, Redactor
 from easee_tail.filters import build_filter, split_values
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
@@ -141,6 +141,35 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def credential_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the connection details come from: the API (token or login) or an AMQP URL."""
+    options = [
+        click.option("--token", envvar="EASEE_TOKEN", metavar="TOKEN",
+                     help="Access token of an integration account [env EASEE_TOKEN]."),
+        click.option("--username", envvar="EASEE_USERNAME",
+                     help="Log in with this integration account [env EASEE_USERNAME]."),
+        click.option("--password", envvar="EASEE_PASSWORD",
+                     help="Password for --username; prompted for when omitted on a terminal "
+                          "[env EASEE_PASSWORD]."),
+        click.option("--api-url", envvar="EASEE_API_URL", default=DEFAULT_API_URL,
+                     show_default=True, help="Easee API base URL [env EASEE_API_URL]."),
+        click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL",
+                     help="amqps://user:pass@host:port/vhost: skip the API and connect "
+                          "directly; needs --queue [env EASEE_AMQP_URL]."),
+        click.option("--queue", envvar="EASEE_QUEUE", metavar="NAME",
+                     help="Queue to consume with --amqp-url [env EASEE_QUEUE]."),
+        click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="Also trust this CA, for the broker and the API [env EASEE_CA_FILE]."),
+        click.option("--insecure", is_flag=True,
+                     help="Do not verify TLS certificates (API and broker). Dangerous; warns "
+                          "each run."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                   "max_content_width": 100})
 @click.version_option(__version__, prog_name="easee-tail")
@@ -155,23 +184,7 @@ def main() -> None:
 
 
 @main.command("tail")
-@click.option("--token", envvar="EASEE_TOKEN", metavar="TOKEN",
-              help="Access token of an integration account [env EASEE_TOKEN].")
-@click.option("--username", envvar="EASEE_USERNAME",
-              help="Log in with this integration account [env EASEE_USERNAME].")
-@click.option("--password", envvar="EASEE_PASSWORD",
-              help="Password for --username; prompted for when omitted on a terminal "
-                   "[env EASEE_PASSWORD].")
-@click.option("--api-url", envvar="EASEE_API_URL", default=DEFAULT_API_URL, show_default=True,
-              help="Easee API base URL [env EASEE_API_URL].")
-@click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL",
-              help="amqps://user:pass@host:port/vhost: skip the API and connect directly; "
-                   "needs --queue [env EASEE_AMQP_URL].")
-@click.option("--queue", envvar="EASEE_QUEUE", metavar="NAME",
-              help="Queue to consume with --amqp-url [env EASEE_QUEUE].")
-@click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
-              type=click.Path(exists=True, dir_okay=False),
-              help="Also trust this CA, for the broker and the API [env EASEE_CA_FILE].")
+@credential_options
 @click.option("--prefetch", type=click.IntRange(1, 65535), default=DEFAULT_PREFETCH,
               show_default=True, help="Unacknowledged messages the broker may send ahead.")
 @click.option("--allow-shared", is_flag=True,
@@ -187,19 +200,12 @@ def main() -> None:
 @click.option("--heartbeat", type=click.IntRange(1, 600), default=HEARTBEAT, show_default=True,
               metavar="SECONDS", help="AMQP heartbeat: a silent connection counts as lost after "
                                       "about this long plus a few seconds.")
-@click.option("--insecure", is_flag=True,
-              help="Do not verify TLS certificates (API and broker). Dangerous; warns each run.")
 @output_options
 @click.pass_context
 def tail_command(ctx: click.Context, /, **options: Any) -> None:
     """Consume the stream (the default command)."""
     command = _Command(Environment.from_process())
-    source = ctx.get_parameter_source("password")
-    if source is click.core.ParameterSource.ENVIRONMENT and not options["username"]:
-        options["password"] = None  # EASEE_PASSWORD kept for logins; a --token run ignores it
-    if source is click.core.ParameterSource.COMMANDLINE:
-        command.warn("--password on the command line is visible to other users of this machine "
-                     "(ps, shell history); prefer EASEE_PASSWORD or the prompt")
+    command.check_password_source(ctx, options)
     command.tail(**options)
 
 
@@ -214,6 +220,46 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+
+
+@main.command("connection")
+@credential_options
+@click.option("--json", "as_json", is_flag=True, help="As JSON, keyed as the Easee API keys it.")
+@click.option("--show-secrets", is_flag=True,
+              help="Print the broker password too (with a warning): for other tools.")
+@click.pass_context
+def connection_command(
+    ctx: click.Context, /, as_json: bool, show_secrets: bool, insecure: bool, **options: Any
+) -> None:
+    """Print the stream's connection details, password masked (no broker connection)."""
+    command = _Command(Environment.from_process())
+    command.check_password_source(ctx, options)
+    command.redact.add(options["token"], options["password"])
+    if insecure:
+        command.warn("--insecure: TLS certificates are NOT verified")
+    try:
+        details = command.details_getter(**options, insecure=insecure)(False)
+    except EaseeTailError as problem:
+        command.fail(problem.message, problem.exit_code)
+    password = details.password if show_secrets else Redactor.MASK
+    if show_secrets:
+        command.warn("--show-secrets: the broker password is in this output; keep it private")
+    vhost = "" if details.virtual_host == "/" else "/" + quote(details.virtual_host, safe="")
+    url = (f"{'amqps' if details.use_ssl else 'amqp'}://{quote(details.username, safe='')}:"
+           f"{quote(password, safe='') if show_secrets else password}@{details.server}:"
+           f"{details.port}{vhost}")
+    fields = {
+        "server": details.server, "port": details.port, "useSsl": details.use_ssl,
+        "virtualHost": details.virtual_host, "queueName": details.queue,
+        "exchangeName": details.exchange, "username": details.username, "password": password,
+        "url": url,
+    }
+    env = command.env
+    if as_json:
+        env.stdout.write(json.dumps(fields, indent=2) + "\n")
+    else:
+        width = max(map(len, fields))
+        env.stdout.write("".join(f"{key:<{width}}  {value}\n" for key, value in fields.items()))
 
 
 @main.command("simulate")
@@ -329,8 +375,8 @@ class _Command:
         if insecure:
             self.warn("--insecure: TLS certificates are NOT verified, for the API nor the broker; "
                       "anyone on the network path can read the stream and its password")
-        details = self._details(token, username, password, api_url, amqp_url, queue, ca_file,
-                                insecure)
+        details = self.details_getter(token, username, password, api_url, amqp_url, queue,
+                                      ca_file, insecure)
 
         def open_broker(refresh: bool, quiet: bool) -> tuple[BrokerSource, int]:
             details_now = details(refresh)
@@ -367,7 +413,15 @@ class _Command:
 
         self.consume(open_source, **options)
 
-    def _details(
+    def check_password_source(self, ctx: click.Context, options: dict[str, Any]) -> None:
+        source = ctx.get_parameter_source("password")
+        if source is click.core.ParameterSource.ENVIRONMENT and not options["username"]:
+            options["password"] = None  # EASEE_PASSWORD is for logins; a --token run ignores it
+        if source is click.core.ParameterSource.COMMANDLINE:
+            self.warn("--password on the command line is visible to other users of this "
+                      "machine (ps, shell history); prefer EASEE_PASSWORD or the prompt")
+
+    def details_getter(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
         amqp_url: str | None, queue: str | None, ca_file: str | None, insecure: bool,
     ) -> Callable[[bool], ConnectionDetails]:
