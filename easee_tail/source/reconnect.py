@@ -57,7 +57,10 @@ class ReconnectingSource:
             source = self._current
             assert source is not None
             try:
-                yield from source.batches()
+                for batch in source.batches():
+                    if self._broken:  # handed over before the loss was known: not written,
+                        continue      # so not duplicated; the broker delivers them again
+                    yield batch
                 return
             except BrokerClosed as lost:
                 reason = lost.message
