@@ -37,6 +37,7 @@ from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, Redactor
 from easee_tail.filters import build_filter, split_values
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
+from easee_tail.model import Delivery, Record
 from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
@@ -45,6 +46,7 @@ from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
+from easee_tail.source.replay import ReplaySource, open_files, record_from_line
 from easee_tail.stats import Stats
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
@@ -220,6 +222,28 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+
+
+@main.command("replay")
+@click.argument("paths", metavar="[FILE]...", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="N times the original pace (default: as fast as possible when piped, "
+                   "the original pace on a terminal).")
+@output_options
+def replay_command(paths: tuple[str, ...], speed: float | None, **options: Any) -> None:
+    """Run JSON lines from --save (files, or stdin) through the same filters and views."""
+    env = Environment.from_process()
+    command = _Command(env)
+    if not paths:
+        if env.stdin_isatty:
+            raise click.UsageError("give a FILE (or - and pipe JSON lines in)")
+        paths = ("-",)
+    table_shown = env.stdout_isatty and not options["jsonl"]
+    pace = speed if speed is not None else (1.0 if table_shown else None)
+    files = open_files(paths, env.stdin.buffer)
+    source = ReplaySource(files, pace, command.notice)
+    command.consume(lambda: (source, None), decoder=record_from_line, **options)
 
 
 @main.command("connection")
@@ -470,6 +494,7 @@ class _Command:
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
         save_path: str | None, fsync: bool, chargers: Sequence[str], observations: Sequence[int],
         count: int | None, duration: float | None,
+        decoder: Callable[[Delivery], Record] | None = None,
     ) -> None:
         env = self.env
         if fsync and not save_path:
@@ -501,7 +526,7 @@ class _Command:
             else:
                 sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))
             started = time.monotonic()
-            ending = run(source, partial(decode, catalogue=table), keep, sinks,
+            ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
                          Limits(count, duration), self.stop)
         except Interrupted as interrupted:
             ending, self.stop.signum = Ending.SIGNAL, interrupted.signum

@@ -1,0 +1,129 @@
+"""Replay: JSON lines written by --save (or any easee-tail JSONL) as a source, so that the
+same filters, table and sinks run on a capture without a broker.
+
+Each line is handed over as a Delivery whose body is the line; `record_from_line` is the
+decode step. A line that is not a record easee-tail wrote is reported with its file and line
+number and skipped; it never stops the replay.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import orjson
+
+from easee_tail.model import Delivery, ErrorRecord, Observation, Record
+from easee_tail.source import IDLE_TICK
+from easee_tail.times import parse_time
+
+MAX_BATCH = 500
+_OBSERVATION_FIELDS = [field.name for field in fields(Observation)]
+_ERROR_FIELDS = [field.name for field in fields(ErrorRecord)]
+_TIMES = ("timestamp", "arrival", "received")
+
+
+class NotARecord(ValueError):
+    pass
+
+
+def record_from_line(delivery: Delivery) -> Record:
+    """The record a JSON line describes (the pipeline's decode step for replays)."""
+    return record_from_json(orjson.loads(delivery.body))
+
+
+def record_from_json(data: Any) -> Record:
+    if not isinstance(data, dict):
+        raise NotARecord("not a JSON object")
+    names = _ERROR_FIELDS if data.get("kind") == "error" else _OBSERVATION_FIELDS
+    missing = [name for name in names if name not in data]
+    if missing:
+        raise NotARecord(f"not an easee-tail record (no {', '.join(missing[:3])})")
+    values = {name: data[name] for name in names}
+    for name in _TIMES:
+        if name in values and values[name] is not None:
+            values[name] = parse_time(values[name])
+    if values["received"] is None:
+        raise NotARecord("no valid received time")
+    if names is _ERROR_FIELDS:
+        return ErrorRecord(**values)
+    values["tags"] = tuple(values["tags"] or ())
+    values["notes"] = list(values["notes"] or [])
+    return Observation(**values)
+
+
+class ReplaySource:
+    queue = "(replay)"
+    status: str | None = None
+
+    def __init__(
+        self, files: Sequence[tuple[str, BinaryIO]], speed: float | None,
+        report: Callable[[str], None],
+    ) -> None:
+        """`speed`: None for as fast as possible, else 1.0 for the original pace, 2.0 twice
+        as fast. `report` is told about every line skipped."""
+        self._files = files
+        self._speed = speed
+        self._report = report
+        self.server = "replay of " + ", ".join(name for name, _ in files)
+        self.skipped = 0
+
+    def batches(self) -> Iterator[Sequence[Delivery]]:
+        tag = 0
+        first_moment: float | None = None
+        started = time.monotonic()
+        batch: list[Delivery] = []
+        for name, stream in self._files:
+            for number, line in enumerate(stream, start=1):
+                moment = self._moment(name, number, line)
+                if moment is None:
+                    continue
+                tag += 1
+                delivery = Delivery("", line, None, moment, False, tag)
+                if self._speed is not None:
+                    if first_moment is None:
+                        first_moment = moment
+                    due = started + (moment - first_moment) / self._speed
+                    while (wait := due - time.monotonic()) > 0:
+                        if batch:
+                            yield batch
+                            batch = []
+                        time.sleep(min(wait, IDLE_TICK))
+                        yield ()
+                batch.append(delivery)
+                if len(batch) >= MAX_BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def _moment(self, name: str, number: int, line: bytes) -> float | None:
+        """The line's receive time (for pacing), or None after reporting it as skipped."""
+        if not line.strip():
+            return None
+        try:
+            record = record_from_json(orjson.loads(line))
+        except (orjson.JSONDecodeError, NotARecord, TypeError) as problem:
+            self.skipped += 1
+            reason = "not JSON" if isinstance(problem, orjson.JSONDecodeError) else str(problem)
+            self._report(f"{name}:{number}: skipped: {reason}")
+            return None
+        received: datetime = record.received
+        return received.timestamp()
+
+    def ack_through(self, tag: int) -> None:
+        pass  # a file has nothing to acknowledge
+
+    def close(self) -> None:
+        for _name, stream in self._files:
+            stream.close()
+
+
+def open_files(paths: Iterable[str], stdin: BinaryIO) -> list[tuple[str, BinaryIO]]:
+    opened: list[tuple[str, BinaryIO]] = []
+    for path in paths:
+        opened.append(("stdin", stdin) if path == "-" else (path, open(path, "rb")))  # noqa: SIM115
+    return opened
