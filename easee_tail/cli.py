@@ -98,6 +98,11 @@ def _resolve_observations(
     return ids
 
 
+def _no_color(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
+    if on:  # read by Environment.from_process, like a NO_COLOR the user set
+        os.environ["NO_COLOR"] = "1"
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return SECRETS(super().format(record))
@@ -133,6 +138,8 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Exit 0 after SECONDS."),
+        click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
+                     callback=_no_color, help="No colours (as does the NO_COLOR variable)."),
         click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
                      expose_value=False, callback=_debug_logging,
                      help="Log connection details (pika, HTTP) to stderr, secrets masked; "

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.conftest import LOGIN_PASSWORD, TOKEN, BrokerQueue, Runner, api_args, stream_details
+from tests.conftest import (
+    LOGIN_PASSWORD,
+    TOKEN,
+    BrokerQueue,
+    Runner,
+    api_args,
+    clean_env,
+    stream_details,
+)
 from tests.harness.rabbit import RabbitBroker
 
 WIDTH, HEIGHT = 120, 30
@@ -170,3 +178,65 @@ def test_observations_table_on_a_terminal(
     shown = screen.wait_for(lambda s: "EXIT=0" in s)
     assert "│" in shown and "\t" not in shown  # a drawn table, not the piped lines
     assert "Traceback" not in shown
+
+
+@pytest.mark.parametrize("width", [60, 100, 200])
+def test_the_table_fits_narrow_and_wide_terminals_without_wrapping(
+    cli: Runner, width: int, tmp_path: Path
+) -> None:
+    session = f"easee-{uuid.uuid4().hex[:8]}"
+    # sized first, then started: a program started with the session may see tmux's default
+    # 80 columns before the window takes its size
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", "20",
+                    "bash", "--norc"], check=True)
+    subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width), "-y", "20"],
+                   check=True)
+    try:
+        screen = Terminal(session)
+        screen.press(f"NO_COLOR=1 {shlex.quote(cli.executable)} demo --rate 50 --chargers 3 "
+                     "--seed 4", "Enter")
+        shown = screen.wait_for(lambda s: sum(line[:2] in ("EH", "EC") or line[:2].isdigit()
+                                              for line in s.splitlines()) >= 12)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    lines = [line.rstrip() for line in shown.splitlines() if line.strip()]
+    heading = next(n for n, line in enumerate(lines) if line.lstrip().startswith(("time", "charger")))
+    rows = lines[heading + 1:]
+    assert len(rows) >= 10
+    chargers = {"EHBSTNLV", "ECRVG38K", "EHUDQZTM"}  # this seed's fleet
+    for row in rows:  # one line per record, each starting with its time or its charger
+        first = row.split()[0]
+        assert first in chargers or first[:2].isdigit(), f"a wrapped row at {width}:\n{shown}"
+        assert len(row) <= width
+    assert ("time" in lines[heading]) == (width >= 100)  # narrow terminals drop the time
+    assert ("latency" in lines[heading]) == (width >= 80)
+
+
+def test_colours_unless_no_color(cli: Runner) -> None:
+    import os
+    import pty
+
+    def run(*extra: str) -> bytes:
+        controller, child = pty.openpty()
+        env = {k: v for k, v in clean_env().items() if k != "NO_COLOR"}
+        env["TERM"] = "xterm-256color"
+        process = subprocess.Popen([cli.executable, "demo", "--count", "30", "--rate", "300",
+                                    *extra], stdin=child, stdout=child, stderr=child, env=env)
+        os.close(child)
+        output = b""
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            output += data
+        process.wait(timeout=30)
+        os.close(controller)
+        return output
+
+    assert b"\x1b[3" in run() or b"\x1b[1;3" in run()  # foreground colours
+    plain = run("--no-color")
+    assert b"ChargerOpMode" in plain or b"messages" in plain
+    assert b"\x1b[31m" not in plain and b"\x1b[32m" not in plain and b"\x1b[33m" not in plain

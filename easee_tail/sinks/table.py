@@ -94,7 +94,7 @@ class TableSink:
         latencies = stats.live_percentiles()
         if latencies:
             header.append(" · latency")
-            for name in ("p50", "p95", "max"):
+            for name in ("p50", "p95", "p99", "max"):
                 value = latencies[name]
                 header.append(f" {name} ")
                 header.append(display_latency(value), style=latency_style(value))
