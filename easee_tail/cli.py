@@ -47,7 +47,7 @@ from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, 
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files, record_from_line
-from easee_tail.stats import Stats
+from easee_tail.stats import Stats, StatsLines
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
 # went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
@@ -138,6 +138,8 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Exit 0 after SECONDS."),
+        click.option("--stats-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                     help="With JSON lines: a one-line stats record on stderr every SECONDS."),
         click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
                      callback=_no_color, help="No colours (as does the NO_COLOR variable)."),
         click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
@@ -499,7 +501,8 @@ class _Command:
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
-        save_path: str | None, fsync: bool, chargers: Sequence[str], observations: Sequence[int],
+        save_path: str | None, fsync: bool, stats_interval: float | None,
+        chargers: Sequence[str], observations: Sequence[int],
         count: int | None, duration: float | None,
         decoder: Callable[[Delivery], Record] | None = None,
     ) -> None:
@@ -522,9 +525,12 @@ class _Command:
                 sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
             source, backlog = open_source()
             show_table = not jsonl and env.stdout_isatty
-            if show_table or env.stderr_isatty:
+            if show_table or env.stderr_isatty or stats_interval:
                 stats = Stats()
                 sinks.append(stats)
+            if stats_interval and not show_table:
+                assert stats is not None
+                sinks.append(StatsLines(stats, env.stderr, stats_interval))
             if show_table:
                 assert stats is not None
                 console = Console(file=env.stdout, no_color=env.no_color)

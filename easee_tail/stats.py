@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import Counter, deque
+from datetime import UTC, datetime
+from typing import TextIO
 
 from easee_tail.model import Record
 
@@ -88,3 +91,40 @@ def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1]}
+
+
+class StatsLines:
+    """--stats-interval: a one-line JSON stats record on stderr every so often (JSONL mode)."""
+
+    def __init__(self, stats: Stats, stream: TextIO, interval: float) -> None:
+        self._stats = stats
+        self._stream = stream
+        self._interval = interval
+        self._next = time.monotonic() + interval
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        stats = self._stats
+        line = {
+            "kind": "stats",
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "messages": stats.total, "rate": round(stats.rate, 1), "errors": stats.errors,
+            "redelivered": stats.redelivered, "chargers": len(stats.per_charger),
+            "latency_ms": stats.live_percentiles(),
+        }
+        try:
+            self._stream.write(json.dumps(line) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr gone: the stream itself goes on
+
+    def close(self) -> None:
+        pass

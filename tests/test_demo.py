@@ -49,3 +49,15 @@ def test_demo_filters(cli: Runner) -> None:
     assert result.returncode == 0
     ids = {json.loads(line)["id"] for line in result.stdout.splitlines()}
     assert ids <= {120, 109} and len(result.stdout.splitlines()) == 20
+
+
+def test_stats_interval_writes_stats_lines_to_stderr(cli: Runner) -> None:
+    result = cli.run("demo", "--jsonl", "--rate", "200", "--duration", "2.5",
+                     "--stats-interval", "1")
+    assert result.returncode == 0
+    stats = [json.loads(line) for line in result.stderr.splitlines()]
+    assert len(stats) == 2 and all(line["kind"] == "stats" for line in stats)
+    assert stats[0]["messages"] < stats[1]["messages"] <= len(result.stdout.splitlines())
+    assert stats[1]["time"].endswith("Z") and set(stats[1]["latency_ms"]) == {
+        "p50", "p95", "p99", "max"}
+    assert all(json.loads(line)["kind"] != "stats" for line in result.stdout.splitlines())
