@@ -117,12 +117,15 @@ class BrokerSource:
         try:
             self._channel.basic_consume(self._details.queue, on_message, auto_ack=False)
             while True:
-                if not self._connection.is_open:  # it died under an acknowledgement
-                    raise BrokerClosed(f"the connection to {self.server} was lost")
-                self._connection.process_data_events(time_limit=IDLE_TICK)
+                self._read(IDLE_TICK)
                 if pending:
                     batch, pending = pending, []
                     for start in range(0, len(batch), ACK_EVERY):
+                        if start:
+                            # A closed connection shows only on a read (an ack into a closed
+                            # socket "succeeds"): look before writing more of a stale batch,
+                            # which would come again as duplicates.
+                            self._read(0)
                         yield batch[start:start + ACK_EVERY]
                 else:
                     yield ()
@@ -132,6 +135,12 @@ class BrokerSource:
             ) from None
         except (pika.exceptions.AMQPError, OSError) as lost:
             raise BrokerClosed(f"the connection to {self.server} was lost: {_reason(lost)}") from None
+
+    def _read(self, time_limit: float) -> None:
+        assert self._connection is not None
+        if not self._connection.is_open:  # it died under an acknowledgement
+            raise BrokerClosed(f"the connection to {self.server} was lost")
+        self._connection.process_data_events(time_limit=time_limit)
 
     def ack_through(self, tag: int) -> None:
         assert self._channel is not None
