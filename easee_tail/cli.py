@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 from click.shell_completion import CompletionItem
@@ -46,7 +46,7 @@ from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
-from easee_tail.source.replay import ReplaySource, open_files, record_from_line
+from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.stats import Stats, StatsLines
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
@@ -252,7 +252,7 @@ def replay_command(paths: tuple[str, ...], speed: float | None, **options: Any) 
     pace = speed if speed is not None else (1.0 if table_shown else None)
     files = open_files(paths, env.stdin.buffer)
     source = ReplaySource(files, pace, command.notice)
-    command.consume(lambda: (source, None), decoder=record_from_line, **options)
+    command.consume(lambda: (source, None), decoder=source.record, **options)
 
 
 @main.command("connection")
@@ -262,30 +262,23 @@ def replay_command(paths: tuple[str, ...], speed: float | None, **options: Any) 
               help="Print the broker password too (with a warning): for other tools.")
 @click.pass_context
 def connection_command(
-    ctx: click.Context, /, as_json: bool, show_secrets: bool, insecure: bool, **options: Any
+    ctx: click.Context, /, as_json: bool, show_secrets: bool, **options: Any
 ) -> None:
     """Print the stream's connection details, password masked (no broker connection)."""
     command = _Command(Environment.from_process())
     command.check_password_source(ctx, options)
-    command.redact.add(options["token"], options["password"])
-    if insecure:
-        command.warn("--insecure: TLS certificates are NOT verified")
     try:
-        details = command.details_getter(**options, insecure=insecure)(False)
+        details = command.details_getter(**options)(False)
     except EaseeTailError as problem:
         command.fail(problem.message, problem.exit_code)
     password = details.password if show_secrets else Redactor.MASK
     if show_secrets:
         command.warn("--show-secrets: the broker password is in this output; keep it private")
-    vhost = "" if details.virtual_host == "/" else "/" + quote(details.virtual_host, safe="")
-    url = (f"{'amqps' if details.use_ssl else 'amqp'}://{quote(details.username, safe='')}:"
-           f"{quote(password, safe='') if show_secrets else password}@{details.server}:"
-           f"{details.port}{vhost}")
     fields = {
         "server": details.server, "port": details.port, "useSsl": details.use_ssl,
         "virtualHost": details.virtual_host, "queueName": details.queue,
         "exchangeName": details.exchange, "username": details.username, "password": password,
-        "url": url,
+        "url": details.url(details.password, masked=not show_secrets),
     }
     env = command.env
     if as_json:
@@ -402,18 +395,11 @@ class _Command:
         allow_shared: bool, peek: bool, no_reconnect: bool, max_retries: int | None, heartbeat: int,
         insecure: bool, **options: Any,
     ) -> None:
-        self.redact.add(token, password)
-        if amqp_url:
-            self.redact.add(_url_password(amqp_url))
-        if insecure:
-            self.warn("--insecure: TLS certificates are NOT verified, for the API nor the broker; "
-                      "anyone on the network path can read the stream and its password")
         details = self.details_getter(token, username, password, api_url, amqp_url, queue,
                                       ca_file, insecure)
 
         def open_broker(refresh: bool, quiet: bool) -> tuple[BrokerSource, int]:
             details_now = details(refresh)
-            self.redact.add(details_now.password)
             if not details_now.use_ssl and not quiet:
                 self.warn(f"the connection details ask for a plain (unencrypted) connection to "
                           f"{details_now.server}: the stream is readable on the network")
@@ -462,7 +448,12 @@ class _Command:
 
         It asks the API once, and again only when called with refresh=True (the broker
         refused the login: Easee may have rotated the password). Easee bans chatty clients.
+        Every secret it is given or fetches is masked in all output from then on.
         """
+        self.redact.add(token, password, _url_password(amqp_url) if amqp_url else None)
+        if insecure:
+            self.warn("--insecure: TLS certificates are NOT verified, for the API nor the broker; "
+                      "anyone on the network path can read the stream and its password")
         if amqp_url:
             if not queue:
                 raise click.UsageError("--amqp-url needs --queue (or EASEE_QUEUE)")
@@ -470,7 +461,7 @@ class _Command:
                 direct = parse_amqp_url(amqp_url, queue)
             except ValueError as problem:
                 raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
-            return lambda _refresh: direct
+            return lambda _refresh: direct  # its password is masked above
         if token and username:
             raise click.UsageError("give --token or --username, not both")
         if not token and not username:
@@ -495,6 +486,7 @@ class _Command:
         def fetch(refresh: bool) -> ConnectionDetails:
             if refresh or not known:
                 known[:] = [credentials.details()]
+                self.redact.add(known[0].password)
             return known[0]
 
         return fetch

@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 import urllib3
@@ -21,6 +21,7 @@ from easee_tail.errors import (
     CredentialsRejected,
     EaseeTailError,
     NotIntegrationAccount,
+    Redactor,
     TlsFailure,
     Unreachable,
 )
@@ -48,9 +49,17 @@ class ConnectionDetails:
     @property
     def display_url(self) -> str:
         """The broker address as it may be shown: never with the password."""
+        return self.url(password=None)
+
+    def url(self, password: str | None, *, masked: bool = False) -> str:
+        """An amqp(s) URL that parse_amqp_url reads back; `password` in it only if given,
+        or `masked`: a placeholder where it would be."""
         scheme = "amqps" if self.use_ssl else "amqp"
-        vhost = "" if self.virtual_host == "/" else "/" + self.virtual_host
-        return f"{scheme}://{self.username}@{self.server}:{self.port}{vhost}"
+        vhost = "" if self.virtual_host == "/" else "/" + quote(self.virtual_host, safe="")
+        user = quote(self.username, safe="")
+        shown = Redactor.MASK if masked else None if password is None else quote(password, safe="")
+        secret = "" if shown is None else ":" + shown
+        return f"{scheme}://{user}{secret}@{self.server}:{self.port}{vhost}"
 
 
 def parse_amqp_url(url: str, queue: str) -> ConnectionDetails:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -274,40 +276,52 @@ def test_a_slow_reader_holds_back_the_broker_through_the_prefetch_window(
         process.wait()
 
 
-def queue_counts(rabbit: RabbitBroker, queue: BrokerQueue) -> tuple[int, int]:
-    for line in rabbit.ctl("list_queues", "-q", "name", "messages_ready",
-                           "messages_unacknowledged").splitlines():
+def queue_info(rabbit: RabbitBroker, queue: BrokerQueue, *columns: str) -> list[int]:
+    """Columns of `rabbitmqctl list_queues` for the queue (what the broker itself counts)."""
+    for line in rabbit.ctl("list_queues", "-q", "name", *columns).splitlines():
         parts = line.split()
         if parts and parts[0] == queue.name:
-            return int(parts[1]), int(parts[2])
+            return [int(part) for part in parts[1:]]
     raise AssertionError(f"{queue.name} is not listed")
 
 
+def queue_counts(rabbit: RabbitBroker, queue: BrokerQueue) -> tuple[int, int]:
+    ready, unacked = queue_info(rabbit, queue, "messages_ready", "messages_unacknowledged")
+    return ready, unacked
+
+
 def queue_consumers(rabbit: RabbitBroker, queue: BrokerQueue) -> int:
-    for line in rabbit.ctl("list_queues", "-q", "name", "consumers").splitlines():
-        parts = line.split()
-        if parts and parts[0] == queue.name:
-            return int(parts[1])
-    return 0
+    return queue_info(rabbit, queue, "consumers")[0]
+
+
+@contextmanager
+def tail_through_proxy(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, save: Path, first: int, total: int,
+    *extra: str,
+) -> Iterator[tuple[TcpProxy, subprocess.Popen[str]]]:
+    """easee-tail reaching the broker through a proxy, once it has saved the `first` of
+    `total` numbered messages; the test breaks the path, then publishes the rest."""
+    proxy = TcpProxy(rabbit.amqps_port)
+    try:
+        queue.publish_many(numbered(0, first))
+        url = f"amqps://{USER}:{PASSWORD}@localhost:{proxy.port}/"
+        process = cli.popen("--amqp-url", url, "--queue", queue.name, "--ca-file",
+                            str(cli.certs.ca_file), "--jsonl", "--save", str(save),
+                            "--count", str(total), *extra, stdout=subprocess.DEVNULL)
+        wait_for(lambda: len(saved_records(save)) >= first, f"the first {first} lines")
+        yield proxy, process
+    finally:
+        proxy.close()
 
 
 def test_a_network_cut_reconnects_and_loses_nothing(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
 ) -> None:
-    proxy = TcpProxy(rabbit.amqps_port)
     save = tmp_path / "save.jsonl"
-    try:
-        queue.publish_many(numbered(0, 40))
-        url = f"amqps://{USER}:{PASSWORD}@localhost:{proxy.port}/"
-        process = cli.popen("--amqp-url", url, "--queue", queue.name, "--ca-file",
-                            str(cli.certs.ca_file), "--jsonl", "--save", str(save),
-                            "--count", "80", stdout=subprocess.DEVNULL)
-        wait_for(lambda: len(saved_records(save)) >= 40, "the first 40 lines")
+    with tail_through_proxy(cli, rabbit, queue, save, 40, 80) as (proxy, process):
         proxy.cut()
         queue.publish_many(numbered(40, 80))
         code, stderr = finish(process)
-    finally:
-        proxy.close()
     assert code == 0, stderr
     assert "was lost" in stderr and "reconnected" in stderr
     assert set(values(saved_records(save))) == set(range(80))
@@ -318,15 +332,10 @@ def test_missed_heartbeats_on_a_silent_network_count_as_a_loss(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
 ) -> None:
     """The path goes silent (no reset, nothing arrives): only the heartbeat can tell."""
-    proxy = TcpProxy(rabbit.amqps_port)
     save = tmp_path / "save.jsonl"
-    try:
-        queue.publish_many(numbered(0, 10))
-        url = f"amqps://{USER}:{PASSWORD}@localhost:{proxy.port}/"
-        process = cli.popen("--amqp-url", url, "--queue", queue.name, "--ca-file",
-                            str(cli.certs.ca_file), "--jsonl", "--save", str(save),
-                            "--count", "20", "--heartbeat", "1", stdout=subprocess.DEVNULL)
-        wait_for(lambda: len(saved_records(save)) >= 10, "the first 10 lines")
+    with tail_through_proxy(cli, rabbit, queue, save, 10, 20, "--heartbeat", "1") as (
+        proxy, process
+    ):
         proxy.silence()
         assert process.stderr is not None
         line = process.stderr.readline()
@@ -336,8 +345,6 @@ def test_missed_heartbeats_on_a_silent_network_count_as_a_loss(
         proxy.silence(False)
         queue.publish_many(numbered(10, 20))
         code, stderr = finish(process)
-    finally:
-        proxy.close()
     assert code == 0, stderr
     assert "reconnected" in stderr
     assert set(values(saved_records(save))) == set(range(20))

@@ -39,8 +39,6 @@ class TableSink:
         self._console = console
         self._stats = stats
         self._source = source  # for its name and its status ("reconnecting …"), read-only
-        self._server = source.server
-        self._queue = source.queue
         self._backlog = backlog
         # each record with its row's texts, made when the row is first drawn
         self._rows: deque[list[Any]] = deque(maxlen=500)
@@ -82,8 +80,8 @@ class TableSink:
         stats = self._stats
         header = Text(no_wrap=True, overflow="ellipsis")  # a narrow terminal crops, never wraps
         header.append("easee-tail", style="bold")
-        header.append(f" · {self._server}", style="cyan")
-        header.append(f" · queue {self._queue}", style="cyan")
+        header.append(f" · {self._source.server}", style="cyan")
+        header.append(f" · queue {self._source.queue}", style="cyan")
         if self._backlog:
             header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
         header.append("\n")

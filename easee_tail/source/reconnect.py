@@ -8,6 +8,7 @@ channel for a delivery of an old one, where the same tag would name another mess
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +48,6 @@ class ReconnectingSource:
         self._notify = notify
         self._can_refresh = can_refresh
         self._rng = rng or random.Random()
-        self._broken = False
         self.server = first.server
         self.queue = first.queue
         self.status: str | None = None  # "reconnecting …" while it does, for the table header
@@ -57,10 +57,7 @@ class ReconnectingSource:
             source = self._current
             assert source is not None
             try:
-                for batch in source.batches():
-                    if self._broken:  # handed over before the loss was known: not written,
-                        continue      # so not duplicated; the broker delivers them again
-                    yield batch
+                yield from source.batches()
                 return
             except BrokerClosed as lost:
                 reason = lost.message
@@ -69,12 +66,10 @@ class ReconnectingSource:
             yield from self._reconnect(reason)
 
     def ack_through(self, tag: int) -> None:
-        if self._broken or self._current is None:
-            return  # that connection is gone: the broker redelivers what it had not acked
-        try:
+        assert self._current is not None  # acks follow a batch, and none comes while away
+        # a lost ack: the broker redelivers those messages; the source's next read reconnects
+        with contextlib.suppress(BrokerClosed):
             self._current.ack_through(tag)
-        except BrokerClosed:
-            self._broken = True  # the next batch notices the loss and reconnects
 
     def close(self) -> None:
         if self._current is not None:
@@ -108,7 +103,6 @@ class ReconnectingSource:
             except (Unreachable, BrokerClosed) as failed:
                 reason = failed.message
                 continue
-            self._broken = False
             self.status = None
             self._notify(f"reconnected to {self._current.server} after "
                          f"{time.monotonic() - lost_at:.1f} s (attempt {attempt})")

@@ -1,9 +1,10 @@
 """Replay: JSON lines written by --save (or any easee-tail JSONL) as a source, so that the
 same filters, table and sinks run on a capture without a broker.
 
-Each line is handed over as a Delivery whose body is the line; `record_from_line` is the
-decode step. A line that is not a record easee-tail wrote is reported with its file and line
-number and skipped; it never stops the replay.
+Each line is parsed once, here: the source hands over a Delivery whose body is the line and
+keeps the record it read, which its `record` method gives the pipeline as the decode step.
+A line that is not a record easee-tail wrote is reported with its file and line number and
+skipped; it never stops the replay.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
-from datetime import datetime
 from typing import Any, BinaryIO
 
 import orjson
@@ -28,11 +28,6 @@ _TIMES = ("timestamp", "arrival", "received")
 
 class NotARecord(ValueError):
     pass
-
-
-def record_from_line(delivery: Delivery) -> Record:
-    """The record a JSON line describes (the pipeline's decode step for replays)."""
-    return record_from_json(orjson.loads(delivery.body))
 
 
 def record_from_json(data: Any) -> Record:
@@ -69,7 +64,11 @@ class ReplaySource:
         self._speed = speed
         self._report = report
         self.server = "replay of " + ", ".join(name for name, _ in files)
-        self.skipped = 0
+        self._read: dict[int, Record] = {}  # handed over, not yet taken by `record`
+
+    def record(self, delivery: Delivery) -> Record:
+        """The decode step: the record read from the delivery's line."""
+        return self._read.pop(delivery.tag)
 
     def batches(self) -> Iterator[Sequence[Delivery]]:
         tag = 0
@@ -78,10 +77,12 @@ class ReplaySource:
         batch: list[Delivery] = []
         for name, stream in self._files:
             for number, line in enumerate(stream, start=1):
-                moment = self._moment(name, number, line)
-                if moment is None:
+                record = self._parse(name, number, line)
+                if record is None:
                     continue
                 tag += 1
+                self._read[tag] = record
+                moment = record.received.timestamp()
                 delivery = Delivery("", line, None, moment, False, tag)
                 if self._speed is not None:
                     if first_moment is None:
@@ -100,19 +101,16 @@ class ReplaySource:
         if batch:
             yield batch
 
-    def _moment(self, name: str, number: int, line: bytes) -> float | None:
-        """The line's receive time (for pacing), or None after reporting it as skipped."""
+    def _parse(self, name: str, number: int, line: bytes) -> Record | None:
+        """The line's record, or None after reporting it as skipped."""
         if not line.strip():
             return None
         try:
-            record = record_from_json(orjson.loads(line))
+            return record_from_json(orjson.loads(line))
         except (orjson.JSONDecodeError, NotARecord, TypeError) as problem:
-            self.skipped += 1
             reason = "not JSON" if isinstance(problem, orjson.JSONDecodeError) else str(problem)
             self._report(f"{name}:{number}: skipped: {reason}")
             return None
-        received: datetime = record.received
-        return received.timestamp()
 
     def ack_through(self, tag: int) -> None:
         pass  # a file has nothing to acknowledge
