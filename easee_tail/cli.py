@@ -37,16 +37,18 @@ from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, Redactor
 from easee_tail.filters import build_filter, split_values
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
+from easee_tail.keys import Keys
 from easee_tail.model import Delivery, Record
 from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
-from easee_tail.sinks.table import TableSink
+from easee_tail.sinks.table import VIEWS, StateOptions, TableSink
 from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
+from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats, StatsLines
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
@@ -138,6 +140,12 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Exit 0 after SECONDS."),
+        click.option("--view", type=click.Choice(VIEWS), default="stream", show_default=True,
+                     help="The table's view: records as they come, or the latest state per "
+                          "charger. Press v to switch while running."),
+        click.option("--silent-after", type=click.FloatRange(min=0, min_open=True),
+                     default=300.0, show_default=True, metavar="SECONDS",
+                     help="State view: mark chargers not heard from for SECONDS."),
         click.option("--stats-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
                      help="With JSON lines: a one-line stats record on stderr every SECONDS."),
         click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
@@ -387,7 +395,7 @@ class _Command:
         self.stop = StopRequest()
         self.table: TableSink | None = None
         self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
-                              highlight=False, soft_wrap=True)
+                              highlight=False, soft_wrap=True, markup=False)
 
     def tail(
         self, token: str | None, username: str | None, password: str | None, api_url: str,
@@ -493,7 +501,8 @@ class _Command:
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
-        save_path: str | None, fsync: bool, stats_interval: float | None,
+        save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
+        silent_after: float,
         chargers: Sequence[str], observations: Sequence[int],
         count: int | None, duration: float | None,
         decoder: Callable[[Delivery], Record] | None = None,
@@ -512,6 +521,7 @@ class _Command:
         cut_short = False  # a signal that could not wait for the batch (a blocked write)
         started = time.monotonic()
         encoder = LineEncoder()
+        keys: Keys | None = None
         try:
             if save_path:
                 sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
@@ -525,8 +535,14 @@ class _Command:
                 sinks.append(StatsLines(stats, env.stderr, stats_interval))
             if show_table:
                 assert stats is not None
+                fleet = FleetState(table)
+                sinks.append(fleet)
+                if env.stdin_isatty:
+                    keys = Keys(env.stdin)
                 console = Console(file=env.stdout, no_color=env.no_color)
-                self.table = TableSink(console, stats, source, backlog)
+                self.table = TableSink(
+                    console, stats, source, StateOptions(fleet, groups(table), silent_after),
+                    view=view, keys=keys.read if keys else None, backlog=backlog)
                 sinks.append(self.table)
             else:
                 sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))
@@ -540,13 +556,16 @@ class _Command:
             failure = problem
         finally:
             self._close(source, sinks)  # the table stops before any error line is printed
+            if keys is not None:
+                keys.close()
         if failure is not None:
             self.fail(failure.message, failure.exit_code)
         if ending is Ending.PIPE_CLOSED or self.stop.signum == signal.SIGPIPE or cut_short:
             _silence_stdout()  # what a blocked write left in Python's buffer was never acked
         if stats is not None and env.stderr_isatty:
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-                self.stderr.print(summary(stats, time.monotonic() - started), style="dim")
+                self.stderr.print(summary(stats, time.monotonic() - started,
+                                          self.stderr.size.width), style="dim")
         if ending is Ending.SIGNAL and self.stop.signum is not None:
             sys.exit(SIGNAL_EXIT.get(self.stop.signum, ExitCode.INTERRUPTED))
 

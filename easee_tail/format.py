@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
+from itertools import pairwise
 
 import orjson
 
-from easee_tail.model import ErrorRecord, Record
-from easee_tail.stats import Stats
+from easee_tail.model import ErrorRecord, Observation, Record
+from easee_tail.stats import HISTOGRAM_EDGES, Stats
 
 MAX_VALUE_WIDTH = 80
 
@@ -87,21 +90,97 @@ def display_duration(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-def summary(stats: Stats, elapsed: float) -> str:
-    """The one paragraph printed on stderr at exit."""
+def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
+    """What is printed on stderr at exit: totals, latency percentiles and a histogram."""
     rate = stats.total / elapsed if elapsed > 0 else 0.0
-    parts = [f"easee-tail: {stats.total:,} messages in {display_duration(elapsed)} ({rate:.1f}/s)"]
+    first = f"easee-tail: {stats.total:,} messages in {display_duration(elapsed)} ({rate:.1f}/s)"
     if stats.errors:
-        parts.append(f"{stats.errors} unreadable")
+        first += f", {stats.errors:,} unreadable"
+    if stats.redelivered:
+        first += f", {stats.redelivered:,} redelivered"
+    lines = [first]
     if stats.per_charger:
-        top = stats.per_charger.most_common(10)
-        chargers = ", ".join(f"{charger} {count:,}" for charger, count in top)
-        more = len(stats.per_charger) - len(top)
-        parts.append(f"per charger: {chargers}" + (f" and {more} more" if more > 0 else ""))
+        lines.extend(_wrapped("per charger:", stats.per_charger, width))
+    if stats.per_observation:
+        lines.extend(_wrapped("per observation:", stats.per_observation, width))
     latencies = stats.run_percentiles()
     if latencies:
-        parts.append("latency " + ", ".join(
+        lines.append("  latency:         " + ", ".join(
             f"{name} {display_latency(value)}" for name, value in latencies.items()))
+        lines.extend(histogram_lines(stats.histogram, width))
     if stats.negative_latencies:
-        parts.append(f"{stats.negative_latencies} with negative latency (clock skew)")
-    return "; ".join(parts) + "."
+        lines.append(f"  {stats.negative_latencies:,} with negative latency: the charger's or "
+                     "the cloud's clock is off")
+    return "\n".join(lines)
+
+
+def _wrapped(title: str, counts: Counter[str], width: int, shown: int = 20) -> list[str]:
+    """`name count` pairs, the busiest first, wrapped under the title without splitting one."""
+    top = counts.most_common(shown)
+    pieces = [f"{name} {count:,}," for name, count in top]
+    pieces[-1] = pieces[-1].rstrip(",")
+    if len(counts) > len(top):
+        pieces.append(f"and {len(counts) - len(top)} more")
+    lines: list[str] = []
+    line, empty = f"  {title:<17}", True
+    for piece in pieces:
+        if not empty and len(line) + 1 + len(piece) > max(40, width - 1):
+            lines.append(line)
+            line, empty = " " * 19, True
+        line += piece if empty else " " + piece
+        empty = False
+    return [*lines, line]
+
+
+def _edge(ms: int) -> tuple[str, str]:
+    if ms < 1000:
+        return f"{ms}", "ms"
+    if ms < 60_000:
+        return f"{ms / 1000:g}", "s"
+    return f"{ms / 60_000:g}", "min"
+
+
+def histogram_lines(counts: list[int], width: int = 80) -> list[str]:
+    """The latency histogram, a bar per bucket from the first non-empty to the last."""
+    used = [number for number, count in enumerate(counts) if count]
+    if not used:
+        return []
+    edges = HISTOGRAM_EDGES
+    names = ["< 0 ms"]
+    for low, high in pairwise(edges):
+        (low_number, low_unit), (high_number, high_unit) = _edge(low), _edge(high)
+        names.append(f"{low_number}–{high_number} {high_unit}" if low_unit == high_unit
+                     else f"{low_number} {low_unit}–{high_number} {high_unit}")
+    names.append("≥ {} {}".format(*_edge(edges[-1])))
+    total = sum(counts)
+    peak = max(counts)
+    bar_width = max(10, min(40, width - 40))
+    lines = ["  latency histogram:"]
+    for number in range(used[0], used[-1] + 1):
+        count = counts[number]
+        bar = "█" * round(count / peak * bar_width) if count else ""
+        lines.append(f"  {names[number]:>13} │{bar:<{bar_width}} {count:>9,} "
+                     f"{count / total:>6.1%}")
+    return lines
+
+def display_state_value(record: Observation) -> str:
+    """The short form for the state view: the label alone when there is one."""
+    if record.label is not None and not isinstance(record.value, bool):
+        return shorten(record.label, 32)
+    text = display_value(record)
+    return shorten(text, 32)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Iterable[float]) -> str:
+    """Recent values as bars scaled between their own minimum and maximum."""
+    values = list(values)
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    if high == low:
+        return _BARS[3] * len(values)
+    scale = (len(_BARS) - 1) / (high - low)
+    return "".join(_BARS[round((value - low) * scale)] for value in values)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import random
 import time
+from bisect import bisect_right
 from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import TextIO
 
-from easee_tail.model import Record
+from easee_tail.model import ErrorRecord, Record
 
 WINDOW = 2048  # latencies kept for the live percentiles
 RESERVOIR = 10_000  # latencies sampled over the whole run for the exit summary
 RATE_SPAN = 5.0  # seconds the rate is averaged over
+# Upper bounds (ms) of the exit histogram's buckets; below the first is negative (clock skew),
+# above the last the final bucket.
+HISTOGRAM_EDGES = (0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000,
+                   300_000)
 
 
 class Stats:
@@ -23,6 +28,8 @@ class Stats:
         self.errors = 0
         self.redelivered = 0
         self.per_charger: Counter[str] = Counter()
+        self.per_observation: Counter[str] = Counter()
+        self.histogram = [0] * (len(HISTOGRAM_EDGES) + 1)  # exact counts, every message
         self.recent_latencies: deque[float] = deque(maxlen=WINDOW)
         self.negative_latencies = 0
         self._reservoir: list[float] = []
@@ -36,13 +43,17 @@ class Stats:
         self.total += 1
         self._heard = True
         self.per_charger[record.charger or "?"] += 1
-        if record.kind == "error":
+        if isinstance(record, ErrorRecord):
             self.errors += 1
+            self.per_observation["(unreadable)"] += 1
+        else:
+            self.per_observation[record.name] += 1
         if record.redelivered:
             self.redelivered += 1
         latency = record.latency_ms
         if latency is not None:
             self.recent_latencies.append(latency)
+            self.histogram[bisect_right(HISTOGRAM_EDGES, latency)] += 1
             if latency < 0:
                 self.negative_latencies += 1
             self._latency_count += 1

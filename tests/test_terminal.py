@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
 import subprocess
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,54 +20,30 @@ from tests.conftest import (
     stream_details,
 )
 from tests.harness.rabbit import RabbitBroker
+from tests.harness.terminal import Terminal
 
 WIDTH, HEIGHT = 120, 30
 
 
-class Terminal:
-    def __init__(self, session: str) -> None:
-        self.session = session
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
-                              capture_output=True, text=True, check=True).stdout
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if predicate(screen):
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"the terminal never showed what was expected:\n{screen}")
-
-    def press(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
-
-
 @pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Callable[[list[str]], Terminal]]:
-    if shutil.which("tmux") is None:
-        raise RuntimeError("tmux is needed for the terminal tests (scripts/test installs it)")
-    sessions: list[str] = []
+def terminal() -> Iterator[Callable[..., Terminal]]:
+    """Start a command in a fresh terminal of WIDTH x HEIGHT (or the size given)."""
+    opened: list[Terminal] = []
 
-    def start(command: list[str]) -> Terminal:
-        session = f"easee-{uuid.uuid4().hex[:8]}"
-        sessions.append(session)
-        shell = (f"NO_COLOR=1 {shlex.join(command)}; echo EXIT=$?; sleep 600")
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(WIDTH),
-                        "-y", str(HEIGHT), "bash", "-c", shell], check=True)
-        return Terminal(session)
+    def start(command: list[str], width: int = WIDTH, height: int = HEIGHT) -> Terminal:
+        screen = Terminal.open(width, height)
+        opened.append(screen)
+        screen.run(command)
+        return screen
 
     yield start
-    for session in sessions:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    for screen in opened:
+        screen.close()
 
 
 def test_live_table_shows_observations_and_ctrl_c_prints_the_summary(
     cli: Runner, api: HTTPServer, queue: BrokerQueue, tmp_path: Path,
-    terminal: Callable[[list[str]], Terminal],
+    terminal: Callable[..., Terminal],
 ) -> None:
     save = tmp_path / "table.jsonl"
     queue.publish("EHTABLE1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}',
@@ -93,7 +65,8 @@ def test_live_table_shows_observations_and_ctrl_c_prints_the_summary(
     screen.press("C-c")
     ended = screen.wait_for(lambda s: "EXIT=" in s, timeout=10)
     assert "EXIT=130" in ended
-    assert "easee-tail: 4 messages" in ended and "per charger: EHTABLE1 4" in ended
+    assert "easee-tail: 4 messages" in ended and "per charger:     EHTABLE1 4" in ended
+    assert "per observation: ChargerOpMode 2, TotalPower 1, (unreadable) 1" in ended
     assert "Traceback" not in ended
     saved = [json.loads(line) for line in save.read_text().splitlines()]
     assert [record["kind"] for record in saved] == ["observation", "observation", "error",
@@ -102,7 +75,7 @@ def test_live_table_shows_observations_and_ctrl_c_prints_the_summary(
 
 
 def test_demo_runs_in_a_terminal_without_any_account(
-    cli: Runner, terminal: Callable[[list[str]], Terminal]
+    cli: Runner, terminal: Callable[..., Terminal]
 ) -> None:
     screen = terminal([cli.executable, "demo", "--rate", "40", "--duration", "3"])
     shown = screen.wait_for(lambda s: "messages" in s and "ChargerOpMode" in s)
@@ -113,7 +86,7 @@ def test_demo_runs_in_a_terminal_without_any_account(
 
 def test_login_password_is_prompted_for_without_echo(
     cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue,
-    terminal: Callable[[list[str]], Terminal],
+    terminal: Callable[..., Terminal],
 ) -> None:
     httpserver.expect_request(
         "/api/accounts/login", method="POST",
@@ -134,7 +107,7 @@ def test_login_password_is_prompted_for_without_echo(
 
 def test_the_table_says_it_is_reconnecting_and_marks_redelivered_rows(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue,
-    terminal: Callable[[list[str]], Terminal],
+    terminal: Callable[..., Terminal],
 ) -> None:
     queue.publish("EHRECON1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
     screen = terminal([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
@@ -156,7 +129,7 @@ def test_the_table_says_it_is_reconnecting_and_marks_redelivered_rows(
 
 def test_redelivered_rows_are_marked(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue,
-    terminal: Callable[[list[str]], Terminal],
+    terminal: Callable[..., Terminal],
 ) -> None:
     """A message another consumer took and gave back arrives marked redelivered."""
     queue.publish("EHREDEL1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
@@ -172,7 +145,7 @@ def test_redelivered_rows_are_marked(
 
 
 def test_observations_table_on_a_terminal(
-    cli: Runner, terminal: Callable[[list[str]], Terminal]
+    cli: Runner, terminal: Callable[..., Terminal]
 ) -> None:
     screen = terminal([cli.executable, "observations"])
     shown = screen.wait_for(lambda s: "EXIT=0" in s)
@@ -184,21 +157,13 @@ def test_observations_table_on_a_terminal(
 def test_the_table_fits_narrow_and_wide_terminals_without_wrapping(
     cli: Runner, width: int, tmp_path: Path
 ) -> None:
-    session = f"easee-{uuid.uuid4().hex[:8]}"
-    # sized first, then started: a program started with the session may see tmux's default
-    # 80 columns before the window takes its size
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", "20",
-                    "bash", "--norc"], check=True)
-    subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width), "-y", "20"],
-                   check=True)
+    screen = Terminal.open(width, 20)
     try:
-        screen = Terminal(session)
-        screen.press(f"NO_COLOR=1 {shlex.quote(cli.executable)} demo --rate 50 --chargers 3 "
-                     "--seed 4", "Enter")
+        screen.run([cli.executable, "demo", "--rate", "50", "--chargers", "3", "--seed", "4"])
         shown = screen.wait_for(lambda s: sum(line[:2] in ("EH", "EC") or line[:2].isdigit()
                                               for line in s.splitlines()) >= 12)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        screen.close()
     lines = [line.rstrip() for line in shown.splitlines() if line.strip()]
     heading = next(n for n, line in enumerate(lines) if line.lstrip().startswith(("time", "charger")))
     rows = lines[heading + 1:]

@@ -1,7 +1,9 @@
-"""The live table for a terminal: newest records at the bottom, a header with the stream's health.
+"""The live table for a terminal: a header with the stream's health above one of two views.
 
-It only appends to a bounded deque on `write`; drawing happens on `tick`, at most
-REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines in
+The stream view lists records as they come, newest at the bottom; the state view (see
+state_view.py) shows the latest value of each observation per charger. `v` switches
+between them while running. `write` only appends to a bounded deque; drawing happens on
+`tick`, at most REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines in
 fixed-width columns (rich's Table measured every cell of every frame: 25-50 ms a redraw),
 and a row's texts are made once, when it is first drawn.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
+from rich.console import Group as RenderGroup
 from rich.live import Live
 from rich.text import Text
 
@@ -25,20 +29,36 @@ from easee_tail.format import (
     latency_style,
 )
 from easee_tail.model import ErrorRecord, Record
+from easee_tail.sinks.state_view import state_lines
 from easee_tail.source import Source
+from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
 
 REDRAWS_PER_SECOND = 5
-_CHROME_LINES = 4  # two header lines, the column heading, a spare
+VIEWS = ("stream", "state")
+SWITCH_KEY = "v"
+_HEADER_CHARGERS = 12  # the busiest, by count; the line is cropped to the width anyway
+_CHROME_LINES = 5  # three header lines, the column heading, a spare
+
+
+@dataclass(frozen=True)
+class StateOptions:
+    fleet: FleetState
+    groups: tuple[Group, ...]
+    silent_after: float  # seconds without a message before a charger is marked silent
 
 
 class TableSink:
     def __init__(
-        self, console: Console, stats: Stats, source: Source, backlog: int | None = None
+        self, console: Console, stats: Stats, source: Source, state: StateOptions,
+        view: str = "stream", keys: Callable[[], str] | None = None, backlog: int | None = None,
     ) -> None:
         self._console = console
         self._stats = stats
         self._source = source  # for its name and its status ("reconnecting …"), read-only
+        self._state = state  # kept up to date by its own sink: read here, never written
+        self._view = view
+        self._keys = keys
         self._backlog = backlog
         # each record with its row's texts, made when the row is first drawn
         self._rows: deque[list[Any]] = deque(maxlen=500)
@@ -62,19 +82,27 @@ class TableSink:
     def tick(self, now: float) -> None:
         if now >= self._next_draw:
             self._next_draw = now + 1 / REDRAWS_PER_SECOND
+            if self._keys is not None and SWITCH_KEY in self._keys().lower():
+                self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
             self._live.update(self._render(), refresh=True)
 
     def notice(self, text: str) -> None:
         """A line printed above the table (rich keeps the live part below it)."""
-        self._live.console.print(text, style="yellow", highlight=False, soft_wrap=True)
+        self._live.console.print(text, style="yellow", highlight=False, soft_wrap=True,
+                                markup=False)
         self._next_draw = 0.0
 
     def close(self) -> None:
         self._live.update(self._render(), refresh=True)
         self._live.stop()
 
-    def _render(self) -> Group:
-        return Group(self._header(), self._table())
+    def _render(self) -> RenderGroup:
+        if self._view == "state":
+            size = self._console.size
+            return RenderGroup(self._header(), *state_lines(
+                self._state.fleet, self._state.groups, size.width,
+                max(1, size.height - _CHROME_LINES), time.monotonic(), self._state.silent_after))
+        return RenderGroup(self._header(), self._table())
 
     def _header(self) -> Text:
         stats = self._stats
@@ -84,6 +112,9 @@ class TableSink:
         header.append(f" · queue {self._source.queue}", style="cyan")
         if self._backlog:
             header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
+        if self._keys is not None:
+            other = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
+            header.append(f" · {SWITCH_KEY}: {other} view", style="dim")
         header.append("\n")
         header.append(f"{stats.total:,} messages", style="bold")
         header.append(f" · {stats.rate:.1f}/s · {len(stats.per_charger)} chargers")
@@ -105,9 +136,16 @@ class TableSink:
             header.append(f" · last message {display_ago(time.monotonic() - stats.last_received)}")
         if stats.redelivered:
             header.append(f" · {stats.redelivered:,} redelivered", style="yellow")
+        header.append("\n")
+        header.append("per charger", style="dim")
+        for serial, count in stats.per_charger.most_common(_HEADER_CHARGERS):
+            header.append(f" {serial} ")
+            header.append(f"{count:,}", style="bold")
+        if len(stats.per_charger) > _HEADER_CHARGERS:
+            header.append(f" … {len(stats.per_charger) - _HEADER_CHARGERS} more", style="dim")
         return header
 
-    def _table(self) -> Group:
+    def _table(self) -> RenderGroup:
         width = self._console.size.width
         columns = fit_columns(width)
         lines = [Text(" ".join(
@@ -127,7 +165,7 @@ class TableSink:
                     line.append(" ")
                 line.append_text(cell)
             lines.append(line)
-        return Group(*lines)
+        return RenderGroup(*lines)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,87 @@
+"""The state view's lines: a block per charger with the latest value of each observation.
+
+Pure drawing from a FleetState: the first line of a block names the charger, how many
+messages it sent and when it was last heard from (or that it went silent); then a line per
+group that has values (status, power, link, from data/state_view.json) and one for the
+observations in no group. A value that changed a moment ago is shown reversed; telemetry
+carries a sparkline of its recent values. Lines are cropped to the width, never wrapped.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from easee_tail.format import display_ago, display_state_value, sparkline
+from easee_tail.state import ChargerState, FleetState, Group, Latest
+
+HIGHLIGHT = 2.5  # seconds a changed value stays highlighted
+_LABEL_WIDTH = 8  # "status", "power", "link", "other"
+
+
+def state_lines(
+    fleet: FleetState, groups: tuple[Group, ...], width: int, height: int, now: float,
+    silent_after: float,
+) -> list[Text]:
+    lines: list[Text] = []
+    chargers = sorted(fleet.chargers.values(), key=lambda charger: charger.serial)
+    if not chargers:
+        return [Text("no charger heard from yet", style="dim")]
+    for shown, charger in enumerate(chargers):
+        block = _block(charger, groups, now, silent_after)
+        left = len(chargers) - shown
+        room = height - len(lines) - (1 if left > 1 else 0)
+        if len(block) > room:
+            lines.append(Text(f"… {left} more charger(s) below; pick with --charger SERIAL",
+                              style="dim", no_wrap=True, overflow="ellipsis"))
+            break
+        lines.extend(block)
+    for line in lines:
+        line.truncate(width, overflow="ellipsis")
+    return lines
+
+
+def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
+           silent_after: float) -> list[Text]:
+    first = Text(no_wrap=True, overflow="ellipsis")
+    first.append(charger.serial, style="bold")
+    first.append(f"  {charger.count:,} messages", style="dim")
+    if charger.errors:
+        first.append(f" · {charger.errors} unreadable", style="red")
+    quiet = now - charger.heard
+    if quiet > silent_after:
+        first.append(f" · SILENT, last heard {display_ago(quiet)}", style="bold red")
+    else:
+        first.append(f" · heard {display_ago(quiet)}", style="dim")
+    lines = [first]
+    grouped: set[int | str] = set()
+    for group in groups:
+        items = []
+        for observation, label in group.fields:
+            grouped.add(observation)
+            latest = charger.latest.get(observation)
+            if latest is not None:
+                items.append((label, latest))
+        if items:
+            lines.append(_group_line(group.name, items, now))
+    others = [(latest.record.name if isinstance(key, int) else key, latest)
+              for key, latest in sorted(charger.latest.items(), key=lambda item: str(item[0]))
+              if key not in grouped]
+    if others:
+        lines.append(_group_line("other", others, now))
+    return lines
+
+
+def _group_line(name: str, items: list[tuple[str, Latest]], now: float) -> Text:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(f"  {name:<{_LABEL_WIDTH}}", style="cyan")
+    for number, (label, latest) in enumerate(items):
+        if number:
+            line.append(" · ", style="dim")
+        line.append(f"{label} ", style="dim")
+        fresh = latest.changed and now - latest.changed < HIGHLIGHT
+        line.append(display_state_value(latest.record), style="reverse" if fresh else "bold")
+        if latest.history is not None:
+            bars = sparkline(latest.history)
+            if bars:
+                line.append(" " + bars, style="green")
+    return line

@@ -1,0 +1,104 @@
+"""The fleet as it is now: per charger, the latest record of each observation that arrived.
+
+A sink like the others, fed the same records as the stream table, so the state view can be
+shown (or switched to) at any moment. Clocks are read once a batch, in `flush`, not per
+message. The groups the state view shows are data (data/state_view.json), not code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+
+from easee_tail.catalogue import Catalogue
+from easee_tail.model import Observation, Record
+
+HISTORY = 16  # telemetry values kept per observation for its sparkline
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    fields: tuple[tuple[int, str], ...]  # (observation id, short label), in display order
+
+
+@dataclass(slots=True)
+class Latest:
+    """The newest record of one observation of one charger, and when its value last changed."""
+
+    record: Observation
+    changed: float = 0.0  # monotonic; 0 until a second, different value arrives
+    history: deque[float] | None = None  # telemetry only
+
+
+@dataclass(slots=True)
+class ChargerState:
+    serial: str
+    count: int = 0
+    errors: int = 0
+    heard: float = 0.0  # monotonic, as of the batch that last carried one of its records
+    latest: dict[int | str, Latest] = field(default_factory=dict)  # by id, or by kind name
+
+
+class FleetState:
+    def __init__(self, table: Catalogue) -> None:
+        self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
+        self.chargers: dict[str, ChargerState] = {}
+        self._heard: set[str] = set()  # chargers in the batch being written
+        self._changed: list[Latest] = []  # values that changed in the batch being written
+
+    def write(self, record: Record) -> None:
+        serial = record.charger or "?"
+        charger = self.chargers.get(serial)
+        if charger is None:
+            charger = self.chargers[serial] = ChargerState(serial)
+        charger.count += 1
+        self._heard.add(serial)
+        if not isinstance(record, Observation):
+            charger.errors += 1
+            return
+        key: int | str = record.id if record.id is not None else record.kind
+        latest = charger.latest.get(key)
+        if latest is None:
+            latest = charger.latest[key] = Latest(record)
+            if record.id in self._telemetry:
+                latest.history = deque(maxlen=HISTORY)
+        else:
+            if latest.record.value != record.value:
+                self._changed.append(latest)
+            latest.record = record
+        value = record.value
+        if latest.history is not None and isinstance(value, int | float) \
+                and not isinstance(value, bool) and value == value:
+            latest.history.append(float(value))
+
+    def flush(self) -> None:
+        if not self._heard:
+            return
+        now = time.monotonic()
+        for serial in self._heard:
+            self.chargers[serial].heard = now
+        for latest in self._changed:
+            latest.changed = now
+        self._heard.clear()
+        self._changed.clear()
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@cache
+def groups(table: Catalogue) -> tuple[Group, ...]:
+    """The state view's groups, from data/state_view.json, names resolved by the catalogue."""
+    layout = json.loads((files("easee_tail") / "data" / "state_view.json").read_text("utf-8"))
+    return tuple(
+        Group(group["name"], tuple((table.resolve(name), label) for name, label in group["fields"]))
+        for group in layout["groups"]
+    )

@@ -1,0 +1,55 @@
+"""A real terminal for the tests: a tmux window of a given size, keys sent, the screen read."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+
+
+class Terminal:
+    def __init__(self, session: str) -> None:
+        self.session = session
+
+    @classmethod
+    def open(cls, width: int, height: int) -> Terminal:
+        if shutil.which("tmux") is None:
+            raise RuntimeError("tmux is needed for the terminal tests (scripts/test installs it)")
+        session = f"easee-{uuid.uuid4().hex[:8]}"
+        # sized first, then the command typed: a program started with the session may see
+        # tmux's default 80 columns before the window takes its size
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width),
+                        "-y", str(height), "bash", "--norc", "--noprofile"], check=True)
+        subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width),
+                        "-y", str(height)], check=True)
+        return cls(session)
+
+    def run(self, command: list[str], after: str = "") -> None:
+        """Type the command; its exit code is printed as EXIT=N when it ends."""
+        # "EX""IT" so that the typed line itself never reads as the exit line
+        self.press(f"clear; NO_COLOR=1 {shlex.join(command)}; echo EX\"\"IT=$?{after}", "Enter")
+
+    def screen(self, escapes: bool = False) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", *(["-e"] if escapes else []),
+                               "-t", self.session],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 30,
+                 escapes: bool = False) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen(escapes)
+            if predicate(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"the terminal never showed what was expected:\n{screen}")
+
+    def press(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
