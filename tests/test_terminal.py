@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,12 @@ def test_demo_runs_in_a_terminal_without_any_account(
     assert "demo: simulated fleet" in shown and "latency p50" in shown
     ended = screen.wait_for(lambda s: "EXIT=" in s, timeout=15)
     assert "EXIT=0" in ended
+    # the exit summary: totals, then a bar per latency bucket with its count and share
+    assert "per charger:" in ended and "per observation: ChargerOpMode" in ended
+    bars = re.findall(r"^ +(.+?) │(█*) +([\d,]+) +([\d.]+)%$", ended, re.M)
+    assert len(bars) >= 2 and any(bar for _name, bar, _count, _share in bars)
+    total = int(re.search(r"easee-tail: (\d+) messages in", ended)[1])  # type: ignore[index]
+    assert sum(int(count.replace(",", "")) for _name, _bar, count, _share in bars) == total
 
 
 def test_login_password_is_prompted_for_without_echo(

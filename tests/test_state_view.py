@@ -1,0 +1,142 @@
+"""The state view in a real terminal: latest values per charger, changes, silence, switching."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BrokerQueue, Runner, clean_env
+from tests.harness.rabbit import RabbitBroker
+from tests.harness.terminal import Terminal
+
+# "op " then SGR codes, one of which turns reverse video on (7), then the value
+REVERSED_COMPLETED = re.compile(r"op (?:\x1b\[[0-9;]*m)*\x1b\[(?:[0-9;]*;)?7(?:;[0-9;]*)?m"
+                                r"(?:\x1b\[[0-9;]*m)*Completed")
+STAMP = '"Timestamp": "2026-11-24T12:00:00Z", '
+
+
+def observation(value: object) -> str:
+    return "{" + STAMP + f'"Value": {json.dumps(value)}' + "}"
+
+
+def block(screen: str, serial: str) -> str:
+    """The lines of one charger's block in the state view."""
+    lines = screen.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(serial))
+    end = next((n for n in range(start + 1, len(lines)) if lines[n][:1].strip()), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def test_state_view_shows_latest_values_changes_silence_and_switches_views(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    queue.publish_many([
+        ("EHSTATEA.O.109", observation(3), None),  # ChargerOpMode Charging
+        ("EHSTATEA.O.96", observation(0), None),
+        ("EHSTATEA.O.120", observation(7.1), None),  # TotalPower, telemetry
+        ("EHSTATEA.O.120", observation(7.4), None),
+        ("EHSTATEA.O.120", observation(7.2), None),
+        ("EHSTATEA.O.132", observation(-61), None),  # WiFiRSSI
+        ("EHSTATEA.O.250", observation(True), None),
+        ("EHSTATEA.O.9999", observation(42), None),  # not in the catalogue
+        ("EHSTATEA.O.120", "garbage", None),
+        ("ECSTATEB.O.109", observation(1), None),
+        ("ECSTATEB.O.31", observation(True), None),
+    ])
+    screen = Terminal.open(120, 40)
+    try:
+        screen.run([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                    "--ca-file", str(cli.certs.ca_file), "--view", "state",
+                    "--silent-after", "3"], after="; stty -a | grep -o -- '-\\?icanon'")
+        shown = screen.wait_for(lambda s: "EHSTATEA" in s and "ECSTATEB" in s
+                                and "11 messages" in s)
+        a = block(shown, "EHSTATEA")
+        assert "9 messages" in a and "1 unreadable" in a
+        assert re.search(r"status\s+op Charging · reason no reason", a)
+        assert re.search(r"power\s+P 7\.2 kW [▁-█]{3}", a)  # the latest value, a sparkline of 3
+        assert re.search(r"link\s+cloud true · WiFi RSSI -61 dBm", a)
+        assert "Unknown 42" in a  # unknown ids are shown, in the "other" line
+        b = block(shown, "ECSTATEB")
+        assert re.search(r"status\s+op Disconnected · enabled true", b)
+        assert "power" not in b  # a group with no values is left out
+        assert "per charger EHSTATEA 9 ECSTATEB 2" in shown  # per-charger counts in the header
+
+        # A change is highlighted (reverse video) for a moment, then shown plain.
+        queue.publish("EHSTATEA.O.109", observation(4))
+        screen.wait_for(lambda s: "op Completed" in s)
+        assert REVERSED_COMPLETED.search(screen.screen(escapes=True))
+        screen.wait_for(lambda s: "Completed" in s and not REVERSED_COMPLETED.search(s),
+                        escapes=True, timeout=10)
+
+        # B keeps talking; A goes quiet and is marked silent after --silent-after.
+        deadline = time.monotonic() + 20
+        silent = ""
+        while time.monotonic() < deadline:
+            queue.publish("ECSTATEB.O.132", observation(-50))
+            silent = screen.screen()
+            if "SILENT" in silent:
+                break
+            time.sleep(0.5)
+        assert "SILENT, last heard" in block(silent, "EHSTATEA")
+        assert "SILENT" not in block(silent, "ECSTATEB")
+
+        screen.press("v")  # to the stream view, and back
+        stream = screen.wait_for(lambda s: re.search(r"^time\s+charger\s+id\s+name", s, re.M)
+                                 is not None)
+        assert "v: state view" in stream
+        screen.press("v")
+        screen.wait_for(lambda s: "v: stream view" in s and "SILENT" in s)
+        screen.press("C-c")
+        ended = screen.wait_for(lambda s: "EXIT=" in s and "icanon" in s, timeout=10)
+    finally:
+        screen.close()
+    assert "EXIT=130" in ended
+    assert "-icanon" not in ended  # the terminal's line mode is given back
+    assert "per observation: " in ended and "Traceback" not in ended
+
+
+@pytest.mark.parametrize("width", [60, 100, 200])
+def test_the_state_view_fits_narrow_and_wide_terminals(cli: Runner, width: int) -> None:
+    screen = Terminal.open(width, 40)
+    try:
+        screen.run([cli.executable, "demo", "--rate", "60", "--chargers", "3", "--seed", "4",
+                    "--view", "state"])
+        shown = screen.wait_for(lambda s: s.count("  link") == 3 and s.count("  power") == 3)
+        screen.press("C-c")
+    finally:
+        screen.close()
+    lines = [line.rstrip() for line in shown.splitlines() if line.strip()]
+    body = lines[3:]  # under the three header lines
+    for line in body:  # every line a charger's first line or one of its group lines
+        assert line.split()[0] in {"EHBSTNLV", "ECRVG38K", "EHUDQZTM", "status", "power",
+                                   "link", "other"}, f"a wrapped line at {width}:\n{shown}"
+        assert len(line) <= width
+    assert all(len(line) <= width for line in lines)
+
+
+def test_replay_shows_a_capture_in_the_state_view(cli: Runner, tmp_path: Path) -> None:
+    capture = tmp_path / "fleet.jsonl"
+    demo = subprocess.run([cli.executable, "demo", "--rate", "2000", "--count", "300",
+                           "--chargers", "2", "--seed", "9", "--jsonl"],
+                          capture_output=True, env=clean_env(), timeout=60, check=True)
+    capture.write_bytes(demo.stdout)
+    last_mode = {}
+    for line in demo.stdout.decode().splitlines():
+        record = json.loads(line)
+        if record.get("name") == "ChargerOpMode":
+            last_mode[record["charger"]] = record["label"]
+    screen = Terminal.open(140, 40)
+    try:
+        screen.run([cli.executable, "replay", str(capture), "--view", "state"])
+        shown = screen.wait_for(lambda s: "EXIT=" in s)
+    finally:
+        screen.close()
+    assert "EXIT=0" in shown
+    assert "300 messages" in shown
+    for serial, label in last_mode.items():  # the final state is the capture's last values
+        assert re.search(rf"op {re.escape(label)}\b", block(shown, serial))
