@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
@@ -23,7 +23,7 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue, describe, simulate
+from easee_tail import __version__, catalogue, describe, doctor, simulate
 from easee_tail.credentials import (
     DEFAULT_API_URL,
     ConnectionDetails,
@@ -296,6 +296,46 @@ def connection_command(
         env.stdout.write("".join(f"{key:<{width}}  {value}\n" for key, value in fields.items()))
 
 
+@main.command("doctor")
+@credential_options
+@click.option("--jsonl", is_flag=True, help="Each check as a JSON line on stdout.")
+@click.pass_context
+def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
+    """Check every step from the API to the queue, with advice for each failure.
+
+    Exit 0 only when every check passes; otherwise the code easee-tail would exit with.
+    Nothing is consumed.
+    """
+    command = _Command(Environment.from_process())
+    command.check_password_source(ctx, options)
+    credentials = command.credentials(**options)
+    streamed = isinstance(credentials, StreamCredentials)
+    target = doctor.Target(
+        api=credentials.api if isinstance(credentials, StreamCredentials) else None,
+        credentials=credentials if isinstance(credentials, StreamCredentials) else None,
+        direct=credentials if isinstance(credentials, ConnectionDetails) else None,
+        ca_file=options["ca_file"], insecure=options["insecure"])
+    env = command.env
+    out = Console(file=env.stdout, no_color=env.no_color, highlight=False, markup=False,
+                  soft_wrap=True)
+
+    def report(result: doctor.Result) -> None:
+        result = replace(result, detail=command.redact(result.detail))
+        if jsonl:
+            env.stdout.write(json.dumps(result.as_json()) + "\n")
+            env.stdout.flush()
+        else:
+            out.print(doctor.checklist_line(result))
+
+    if not jsonl:
+        out.print(f"easee-tail doctor: {options['api_url'] if streamed else 'direct AMQP URL'}",
+                  style="bold")
+    command.stop.install()
+    checker = doctor.Doctor(target, report)
+    checker.run()
+    sys.exit(checker.exit_code)
+
+
 @main.command("simulate")
 @click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL", required=True,
               help="amqps://user:pass@host:port/vhost of the broker to publish to "
@@ -456,7 +496,27 @@ class _Command:
 
         It asks the API once, and again only when called with refresh=True (the broker
         refused the login: Easee may have rotated the password). Easee bans chatty clients.
-        Every secret it is given or fetches is masked in all output from then on.
+        """
+        credentials = self.credentials(token, username, password, api_url, amqp_url, queue,
+                                       ca_file, insecure)
+        if isinstance(credentials, ConnectionDetails):
+            return lambda _refresh: credentials
+        known: list[ConnectionDetails] = []
+
+        def fetch(refresh: bool) -> ConnectionDetails:
+            if refresh or not known:
+                known[:] = [credentials.details()]
+            return known[0]
+
+        return fetch
+
+    def credentials(
+        self, token: str | None, username: str | None, password: str | None, api_url: str,
+        amqp_url: str | None, queue: str | None, ca_file: str | None, insecure: bool,
+    ) -> StreamCredentials | ConnectionDetails:
+        """The credential options checked: the API and how to log in, or --amqp-url's details.
+
+        Every secret given or fetched is masked in all output from here on.
         """
         self.redact.add(token, password, _url_password(amqp_url) if amqp_url else None)
         if insecure:
@@ -466,10 +526,9 @@ class _Command:
             if not queue:
                 raise click.UsageError("--amqp-url needs --queue (or EASEE_QUEUE)")
             try:
-                direct = parse_amqp_url(amqp_url, queue)
+                return parse_amqp_url(amqp_url, queue)  # its password is masked above
             except ValueError as problem:
                 raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
-            return lambda _refresh: direct  # its password is masked above
         if token and username:
             raise click.UsageError("give --token or --username, not both")
         if not token and not username:
@@ -485,19 +544,10 @@ class _Command:
             self.redact.add(password)
         elif password and not username:
             raise click.UsageError("--password goes with --username")
-        credentials = StreamCredentials(
+        return StreamCredentials(
             EaseeApi(api_url, ca_file=ca_file, insecure=insecure), token=token,
             login=(username, password or "") if username else None, on_secret=self.redact.add,
         )
-        known: list[ConnectionDetails] = []
-
-        def fetch(refresh: bool) -> ConnectionDetails:
-            if refresh or not known:
-                known[:] = [credentials.details()]
-                self.redact.add(known[0].password)
-            return known[0]
-
-        return fetch
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,

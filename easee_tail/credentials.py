@@ -20,6 +20,7 @@ from easee_tail.errors import (
     ApiReplyError,
     CredentialsRejected,
     EaseeTailError,
+    IncompleteDetails,
     NotIntegrationAccount,
     Redactor,
     TlsFailure,
@@ -120,6 +121,10 @@ class EaseeApi:
         if insecure:  # the user asked, and was warned by the command line; no second warning
             self._session.verify = False
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def ping(self) -> int:
+        """The HTTP status of the API's root: any answer means it is reachable."""
+        return self._call("GET", "/").status_code
 
     def login(self, username: str, password: str) -> Tokens:
         """An access token (and a refresh token, when given) for a username and password."""
@@ -233,15 +238,21 @@ class StreamCredentials:
         self, api: EaseeApi, token: str | None = None,
         login: tuple[str, str] | None = None, on_secret: Callable[[str], None] = lambda _: None,
     ) -> None:
-        self._api = api
+        self.api = api
         self._tokens = Tokens(token) if token else None
         self._login = login
         self._on_secret = on_secret  # told every token, so that output can mask it
 
     def details(self) -> ConnectionDetails:
+        """The stream's connection details; their password is told to `on_secret` first."""
+        details = self._details()
+        self._on_secret(details.password)
+        return details
+
+    def _details(self) -> ConnectionDetails:
         tokens = self._tokens or self._log_in()
         try:
-            return self._api.stream_details(tokens.access)
+            return self.api.stream_details(tokens.access)
         except CredentialsRejected:
             if self._login is None:
                 raise CredentialsRejected(
@@ -249,16 +260,16 @@ class StreamCredentials:
                     "(tokens expire): get a new one, or use --username to let easee-tail "
                     "log in and renew it"
                 ) from None
-        return self._api.stream_details(self._renew(tokens).access)
+        return self.api.stream_details(self._renew(tokens).access)
 
     def _log_in(self) -> Tokens:
         assert self._login is not None
-        return self._keep(self._api.login(*self._login))
+        return self._keep(self.api.login(*self._login))
 
     def _renew(self, tokens: Tokens) -> Tokens:
         if tokens.refresh:
             try:
-                return self._keep(self._api.refresh(tokens))
+                return self._keep(self.api.refresh(tokens))
             except CredentialsRejected:
                 pass  # a refresh token works once; log in again
         return self._log_in()
@@ -281,7 +292,7 @@ def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetai
                if not isinstance(body.get(key), kind)
                or (kind is not bool and isinstance(body.get(key), bool))]
     if missing:
-        raise ApiReplyError(
+        raise IncompleteDetails(
             f"the connection details from {shown_url} lack or mistype: {', '.join(missing)}"
         )
     exchange = body.get("exchangeName")

@@ -55,6 +55,10 @@ class ApiReplyError(EaseeTailError):
     exit_code = ExitCode.API_REPLY
 
 
+class IncompleteDetails(ApiReplyError):
+    """The API answered the stream endpoint, but without every field a connection needs."""
+
+
 class BrokerLoginRefused(EaseeTailError):
     exit_code = ExitCode.BROKER_LOGIN
 

@@ -71,14 +71,7 @@ class BrokerSource:
         """Connect, check the queue, and refuse to steal from another consumer."""
         self._connection = self._connect()
         self._channel = self._connection.channel()
-        try:
-            declared = self._channel.queue_declare(self._details.queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as closed:
-            raise QueueNotFound(
-                f"the queue {self._details.queue!r} does not exist on {self.server} "
-                f"(or this user may not read it): {closed.reply_text}"
-            ) from None
-        state = QueueState(declared.method.message_count, declared.method.consumer_count)
+        state = queue_state(self._channel, self._details)
         if state.consumers and not (allow_shared or self._peek):
             raise QueueShared(
                 f"{state.consumers} other consumer(s) are attached to {self._details.queue!r}: "
@@ -213,6 +206,18 @@ def connect(
     except (pika.exceptions.AMQPConnectionError, OSError) as failed:
         # pika raises socket and SSL errors as they are on some paths, wrapped on others
         raise _connection_error(failed, details) from None
+
+
+def queue_state(channel: BlockingChannel, details: ConnectionDetails) -> QueueState:
+    """The queue's backlog and consumers, by a passive declare (which changes nothing)."""
+    try:
+        declared = channel.queue_declare(details.queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        raise QueueNotFound(
+            f"the queue {details.queue!r} does not exist on {details.display_url} "
+            f"(or this user may not read it): {closed.reply_text}"
+        ) from None
+    return QueueState(declared.method.message_count, declared.method.consumer_count)
 
 
 def _connection_error(failed: BaseException, details: ConnectionDetails) -> EaseeTailError:
