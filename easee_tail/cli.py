@@ -23,17 +23,18 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue, describe, doctor, simulate
+from easee_tail import __version__, catalogue, describe, doctor, profiles, simulate
 from easee_tail.credentials import (
     DEFAULT_API_URL,
     ConnectionDetails,
     EaseeApi,
+    Login,
     StreamCredentials,
     parse_amqp_url,
 )
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
-from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, Redactor
+from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, MissingPassword, Redactor
 from easee_tail.filters import build_filter, split_values
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
@@ -50,6 +51,7 @@ from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats, StatsLines
+from easee_tail.token_cache import TokenCache
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
 # went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
@@ -119,6 +121,38 @@ def _debug_logging(_ctx: click.Context, _param: click.Parameter, on: bool) -> No
         log = logging.getLogger(name)
         log.setLevel(logging.DEBUG)
         log.addHandler(handler)
+
+
+def _apply_profile(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
+    """Turn the chosen profile into defaults for this command's options: the command line
+    and environment variables still win (click's own order), the built-in defaults lose."""
+    try:
+        profile = profiles.choose(name)
+    except profiles.ProfileError as problem:
+        raise click.BadParameter(problem.message, ctx=ctx, param=param) from None
+    if profile is None:
+        return None
+    defaults = dict(ctx.default_map or {})
+    for key, value in profile.values.items():
+        option = next((p for p in ctx.command.params
+                       if isinstance(p, click.Option) and f"--{key}" in p.opts), None)
+        if option is None or option.name is None:
+            continue  # a key for other commands (a view for `doctor`, say)
+        if option.multiple and isinstance(value, str):
+            value = [value]
+        if key == "ca-file" and isinstance(value, str):
+            value = os.path.expanduser(value)
+        defaults[option.name] = value
+    ctx.default_map = defaults
+    return profile.name
+
+
+def profile_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--profile", envvar="EASEE_PROFILE", metavar="NAME", is_eager=True,
+        expose_value=False, callback=_apply_profile,
+        help="Defaults from this profile of config.toml (see `easee-tail profiles`) "
+             "[env EASEE_PROFILE].")(function)
 
 
 def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,6 +237,7 @@ def main() -> None:
 
 
 @main.command("tail")
+@profile_option
 @credential_options
 @click.option("--prefetch", type=click.IntRange(1, 65535), default=DEFAULT_PREFETCH,
               show_default=True, help="Unacknowledged messages the broker may send ahead.")
@@ -229,6 +264,7 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
 
 
 @main.command("demo")
+@profile_option
 @click.option("--chargers", "charger_count", type=click.IntRange(1, 500), default=4,
               show_default=True, help="Chargers in the simulated fleet.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1_000_000), default=8.0,
@@ -242,6 +278,7 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
 
 
 @main.command("replay")
+@profile_option
 @click.argument("paths", metavar="[FILE]...", nargs=-1,
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), metavar="N",
@@ -264,6 +301,7 @@ def replay_command(paths: tuple[str, ...], speed: float | None, **options: Any) 
 
 
 @main.command("connection")
+@profile_option
 @credential_options
 @click.option("--json", "as_json", is_flag=True, help="As JSON, keyed as the Easee API keys it.")
 @click.option("--show-secrets", is_flag=True,
@@ -297,6 +335,7 @@ def connection_command(
 
 
 @main.command("doctor")
+@profile_option
 @credential_options
 @click.option("--jsonl", is_flag=True, help="Each check as a JSON line on stdout.")
 @click.pass_context
@@ -334,6 +373,45 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
     checker = doctor.Doctor(target, report)
     checker.run()
     sys.exit(checker.exit_code)
+
+
+@main.command("profiles")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+def profiles_command(as_json: bool) -> None:
+    """Show the config file's profiles (precedence: flags, then environment, then profile)."""
+    env = Environment.from_process()
+    path = profiles.config_path()
+    try:
+        default, found = profiles.read(path)
+    except profiles.ProfileError as problem:
+        _Command(env).fail(problem.message, problem.exit_code)
+    if as_json:
+        env.stdout.write(json.dumps({"path": str(path), "default": default, "profiles": {
+            name: dict(profile.values) for name, profile in found.items()}}, indent=2) + "\n")
+        return
+    env.stdout.write(f"{path}{'' if path.exists() else ' (does not exist yet)'}\n")
+    for name, profile in sorted(found.items()):
+        env.stdout.write(f"\n[profile.{name}]{'  (default)' if name == default else ''}\n")
+        for key, value in profile.values.items():
+            env.stdout.write(f"  {key} = {json.dumps(value, ensure_ascii=False)}\n")
+    if not found:
+        env.stdout.write("no profiles; see README (Profiles) for the format\n")
+
+
+@main.command("logout")
+@click.option("--username", envvar="EASEE_USERNAME", help="Only this login's tokens "
+                                                            "[env EASEE_USERNAME].")
+def logout_command(username: str | None) -> None:
+    """Delete the access tokens cached by logins (all of them, or one username's)."""
+    command = _Command(Environment.from_process())
+    cache = TokenCache(warn=command.warn)
+    try:
+        removed = cache.remove(username)
+    except EaseeTailError as problem:
+        command.fail(problem.message, problem.exit_code)
+    whose = f" of {username}" if username else ""
+    command.info(f"removed {removed} cached token(s){whose} from {cache.path}" if removed
+                 else f"no cached tokens{whose} in {cache.path}")
 
 
 @main.command("simulate")
@@ -481,6 +559,9 @@ class _Command:
         self.consume(open_source, **options)
 
     def check_password_source(self, ctx: click.Context, options: dict[str, Any]) -> None:
+        if options["token"] and ctx.get_parameter_source("username") is \
+                click.core.ParameterSource.DEFAULT_MAP:
+            options["username"] = None  # a token (flag or environment) beats a profile's login
         source = ctx.get_parameter_source("password")
         if source is click.core.ParameterSource.ENVIRONMENT and not options["username"]:
             options["password"] = None  # EASEE_PASSWORD is for logins; a --token run ignores it
@@ -535,19 +616,31 @@ class _Command:
             raise click.UsageError(
                 "no credentials: pass --token (or EASEE_TOKEN), --username (or EASEE_USERNAME), "
                 "or --amqp-url with --queue; `easee-tail demo` runs without an account")
-        if username and not password:
-            if not self.env.stdin_isatty:
-                raise click.UsageError(
-                    "--username needs --password or EASEE_PASSWORD when stdin is not a terminal")
-            password = click.prompt(f"Easee password for {username}", hide_input=True,
-                                    err=True)
-            self.redact.add(password)
-        elif password and not username:
+        if password and not username:
             raise click.UsageError("--password goes with --username")
+        login = None
+        if username:
+            login = Login(username, partial(self._password, username, password))
         return StreamCredentials(
-            EaseeApi(api_url, ca_file=ca_file, insecure=insecure), token=token,
-            login=(username, password or "") if username else None, on_secret=self.redact.add,
+            EaseeApi(api_url, ca_file=ca_file, insecure=insecure), token=token, login=login,
+            on_secret=self.redact.add, cache=TokenCache(warn=self.warn),
         )
+
+    def _password(self, username: str, given: str | None) -> str:
+        """The login password: given, or asked for on the terminal before the table is up.
+
+        Asked only when a login is due: a token cached by an earlier run needs none.
+        """
+        if given:
+            return given
+        if not self.env.stdin_isatty or self.table is not None:
+            raise MissingPassword(
+                f"logging in as {username!r} needs a password (no usable cached token): pass "
+                "EASEE_PASSWORD, or run on a terminal to be asked for it")
+        password: str = click.prompt(f"Easee password for {username}", hide_input=True,
+                                     err=True)
+        self.redact.add(password)
+        return password
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,

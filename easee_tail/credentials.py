@@ -6,9 +6,10 @@ The API is called only when needed (Easee rate-limits and may ban chatty clients
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
@@ -33,6 +34,7 @@ STREAM_PATH = "/api/streams/amqp/v2"
 LOGIN_PATH = "/api/accounts/login"
 REFRESH_PATH = "/api/accounts/refresh_token"
 PROFILE_PATH = "/api/accounts/profile"
+EARLY = 300.0  # seconds before its expiry at which a token is renewed rather than used
 TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
 
 
@@ -150,7 +152,11 @@ class EaseeApi:
         access, refresh = body.get("accessToken"), body.get("refreshToken")
         if not isinstance(access, str) or not access:
             raise ApiReplyError(f"the reply to {path} from {self._shown_url} has no accessToken")
-        return Tokens(access, refresh if isinstance(refresh, str) and refresh else None)
+        lifetime = body.get("expiresIn")
+        expires_at = time.time() + lifetime if isinstance(lifetime, int | float) \
+            and not isinstance(lifetime, bool) and lifetime > 0 else None
+        return Tokens(access, refresh if isinstance(refresh, str) and refresh else None,
+                      expires_at)
 
     def stream_details(self, token: str) -> ConnectionDetails:
         """GET /api/streams/amqp/v2 with the token of an integration account."""
@@ -222,26 +228,47 @@ class EaseeApi:
 class Tokens:
     access: str
     refresh: str | None = None
+    expires_at: float | None = None  # epoch seconds, when the API said (expiresIn)
 
     def __repr__(self) -> str:  # never in a traceback or a log
         return "Tokens(****)"
+
+    def fresh(self, now: float | None = None) -> bool:
+        """Worth using as it is: not within EARLY seconds of expiry (unknown expiry: yes)."""
+        return self.expires_at is None or (now or time.time()) < self.expires_at - EARLY
+
+
+class TokenStore(Protocol):
+    """Where tokens from logins are kept between runs (token_cache.TokenCache)."""
+
+    def load(self, api_url: str, username: str) -> Tokens | None: ...
+
+    def store(self, api_url: str, username: str, tokens: Tokens) -> None: ...
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: Callable[[], str]  # asked for only when a login is needed: a cached token may do
 
 
 class StreamCredentials:
     """Connection details from the API, with the token renewed when the API rejects it.
 
-    A token from a login is refreshed with its refresh token, or the login repeated; a token
+    A login's tokens are kept in `cache` (when given) and reused by later runs until shortly
+    before they expire, then refreshed with the refresh token, or the login repeated. A token
     given with --token cannot be renewed here, so its rejection is the user's to fix.
     """
 
     def __init__(
-        self, api: EaseeApi, token: str | None = None,
-        login: tuple[str, str] | None = None, on_secret: Callable[[str], None] = lambda _: None,
+        self, api: EaseeApi, token: str | None = None, login: Login | None = None,
+        on_secret: Callable[[str], None] = lambda _: None, cache: TokenStore | None = None,
     ) -> None:
         self.api = api
         self._tokens = Tokens(token) if token else None
         self._login = login
         self._on_secret = on_secret  # told every token, so that output can mask it
+        self._cache = cache if login is not None else None
 
     def details(self) -> ConnectionDetails:
         """The stream's connection details; their password is told to `on_secret` first."""
@@ -250,7 +277,7 @@ class StreamCredentials:
         return details
 
     def _details(self) -> ConnectionDetails:
-        tokens = self._tokens or self._log_in()
+        tokens = self._tokens or self._cached() or self._log_in()
         try:
             return self.api.stream_details(tokens.access)
         except CredentialsRejected:
@@ -262,9 +289,26 @@ class StreamCredentials:
                 ) from None
         return self.api.stream_details(self._renew(tokens).access)
 
+    def _cached(self) -> Tokens | None:
+        if self._cache is None or self._login is None:
+            return None
+        cached = self._cache.load(self.api.base_url, self._login.username)
+        if cached is None:
+            return None
+        self._tell(cached)
+        if cached.fresh():
+            self._tokens = cached
+            return cached
+        if cached.refresh:
+            try:
+                return self._keep(self.api.refresh(cached))
+            except CredentialsRejected:
+                pass  # used or expired: log in
+        return None
+
     def _log_in(self) -> Tokens:
         assert self._login is not None
-        return self._keep(self.api.login(*self._login))
+        return self._keep(self.api.login(self._login.username, self._login.password()))
 
     def _renew(self, tokens: Tokens) -> Tokens:
         if tokens.refresh:
@@ -275,11 +319,16 @@ class StreamCredentials:
         return self._log_in()
 
     def _keep(self, tokens: Tokens) -> Tokens:
+        self._tell(tokens)
+        self._tokens = tokens
+        if self._cache is not None and self._login is not None:
+            self._cache.store(self.api.base_url, self._login.username, tokens)
+        return tokens
+
+    def _tell(self, tokens: Tokens) -> None:
         for secret in (tokens.access, tokens.refresh):
             if secret:
                 self._on_secret(secret)
-        self._tokens = tokens
-        return tokens
 
 
 def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetails:

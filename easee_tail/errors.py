@@ -35,6 +35,12 @@ class EaseeTailError(Exception):
         self.message = message
 
 
+class MissingPassword(EaseeTailError):
+    """A login is due and no password is at hand (and none can be asked for)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class CredentialsRejected(EaseeTailError):
     exit_code = ExitCode.CREDENTIALS_REJECTED
 

@@ -28,6 +28,15 @@ LOGIN_PASSWORD = "login-password-Pw9876zz"
 SECRETS = (TOKEN, LOGIN_PASSWORD, PASSWORD)
 
 
+@pytest.fixture(autouse=True)
+def private_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own config and cache dirs: profiles and cached tokens never leak
+    between tests, nor in from the machine's user."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return make_certificates(tmp_path_factory.mktemp("certs"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -29,8 +30,12 @@ class Terminal:
 
     def run(self, command: list[str], after: str = "") -> None:
         """Type the command; its exit code is printed as EXIT=N when it ends."""
+        # the test's own user dirs (tmux sessions inherit the tmux server's environment)
+        dirs = "".join(f"{key}={shlex.quote(os.environ[key])} "
+                       for key in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME") if key in os.environ)
         # "EX""IT" so that the typed line itself never reads as the exit line
-        self.press(f"clear; NO_COLOR=1 {shlex.join(command)}; echo EX\"\"IT=$?{after}", "Enter")
+        self.press(f"clear; {dirs}NO_COLOR=1 {shlex.join(command)}; echo EX\"\"IT=$?{after}",
+                   "Enter")
 
     def screen(self, escapes: bool = False) -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", *(["-e"] if escapes else []),
