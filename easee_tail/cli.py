@@ -147,10 +147,20 @@ def _apply_profile(ctx: click.Context, param: click.Parameter, name: str | None)
     return profile.name
 
 
+def _complete_profiles(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    try:
+        _default, found = profiles.read()
+    except profiles.ProfileError:
+        return []
+    return [CompletionItem(name) for name in sorted(found) if name.startswith(incomplete)]
+
+
 def profile_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--profile", envvar="EASEE_PROFILE", metavar="NAME", is_eager=True,
-        expose_value=False, callback=_apply_profile,
+        expose_value=False, callback=_apply_profile, shell_complete=_complete_profiles,
         help="Defaults from this profile of config.toml (see `easee-tail profiles`) "
              "[env EASEE_PROFILE].")(function)
 

@@ -44,6 +44,7 @@ class _Charger:
     meter_at_start: float = 0.0
     token: str = ""
     power_kw: float = 0.0
+    phases: int = 3
     last_power_at: float | None = None
     script: deque[tuple[int | str, object]] = field(default_factory=deque)
 
@@ -116,7 +117,7 @@ class Fleet:
     def _session(self, charger: _Charger) -> None:
         charger.session_id += 1
         charger.token = "".join(self._random.choice("0123456789ABCDEF") for _ in range(8))
-        phases = self._random.choice([1, 3, 3])
+        phases = charger.phases = self._random.choice([1, 3, 3])
         amps = self._random.choice([10.0, 16.0, 16.0, 32.0])
         charger.power_kw = round(phases * 230 * amps / 1000, 3)
         charger.script.extend([
@@ -127,7 +128,8 @@ class Fleet:
         for _ in range(self._random.randint(4, 12)):
             charger.script.append(("energy", None))
         charger.script.extend([
-            (109, 4), (120, 0.0), (96, 79), (46, 23), ("session end", None),
+            (109, 4), (120, 0.0), (182, 0.0), (183, 0.0), (184, 0.0), (96, 79), (46, 23),
+            ("session end", None),
             (103, False), (109, 1), (96, 50), (46, 18),
         ])
 
@@ -142,13 +144,14 @@ class Fleet:
         # one power reading, then the quantities that follow from it, round robin
         step = self._random.choice([120, 121, 124, 182, 183, 184, 190, 191, 192])
         noise = self._random.uniform(-0.02, 0.02)
+        amps = charger.power_kw * 1000 / 230 / charger.phases  # per phase in use
         values: dict[int, object] = {
             120: round(charger.power_kw * (1 + noise), 3),
             121: round(charger.session_kwh, 4),
             124: round(charger.lifetime_kwh, 3),
-            182: round(charger.power_kw * 1000 / 230 / 3 * (1 + noise), 2),
-            183: round(charger.power_kw * 1000 / 230 / 3 * (1 - noise), 2),
-            184: round(charger.power_kw * 1000 / 230 / 3 * (1 + noise / 2), 2),
+            182: round(amps * (1 + noise), 2),
+            183: round(amps * (1 - noise), 2) if charger.phases == 3 else 0.0,
+            184: round(amps * (1 + noise / 2), 2) if charger.phases == 3 else 0.0,
             190: round(230 + self._random.uniform(-3, 3), 1),
             191: round(230 + self._random.uniform(-3, 3), 1),
             192: round(230 + self._random.uniform(-3, 3), 1),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,11 @@ def test_profiles_command_lists_the_file(cli: Runner) -> None:
     shown = cli.run("profiles")
     assert shown.returncode == 0
     assert str(path) in shown.stdout and "[profile.a]  (default)" in shown.stdout
+    completed = subprocess.run(
+        [cli.executable], capture_output=True, text=True, env={
+            **clean_env(), "_EASEE_TAIL_COMPLETE": "bash_complete",
+            "COMP_WORDS": "easee-tail --profile ", "COMP_CWORD": "2"}).stdout
+    assert [line.split(",", 1)[1] for line in completed.splitlines()] == ["a", "b"]
     document = json.loads(cli.run("profiles", "--json").stdout)
     assert document == {"path": str(path), "default": "a",
                         "profiles": {"a": {"view": "state"}, "b": {"charger": ["EH1", "EH2"]}}}
