@@ -124,6 +124,7 @@ class Fleet:
             (109, 2), (103, True), (104, 32), (96, 55), (109, 7),
             (108, charger.token[::-1]), (128, charger.token), ("session start", None),
             (110, 30 if phases == 3 else 10), (109, 3), (96, 0), (46, 24),
+            (120, charger.power_kw),
         ])
         for _ in range(self._random.randint(4, 12)):
             charger.script.append(("energy", None))
