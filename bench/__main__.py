@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=10.0,
                         help="how long the latency row publishes (default 10 s)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of rows 1-4; each ratio is the median (default 3)")
+                        help="rounds of rows 1-4 and 8; each ratio is the median (default 3)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="directory for the JSON result (default bench/results)")
     args = parser.parse_args(argv)
@@ -107,7 +107,8 @@ def measure_all(
     rounds: list[dict[str, Run]] = []
     saved_lines = []
     for round_number in range(1, args.rounds + 1):
-        names = {row: f"{row}-{round_number}" for row in ("baseline", "jsonl", "save", "table")}
+        names = {row: f"{row}-{round_number}" for row in ("baseline", "jsonl", "save", "table",
+                                                                "state")}
         say(f"round {round_number} of {args.rounds}: pre-loading {count:,} messages into "
             f"each of {len(names)} queues …")
         preload(broker, f"bench.round{round_number}", list(names.values()), messages, count)
@@ -125,6 +126,9 @@ def measure_all(
         saved_lines.append(count_lines(save_file))
         say(f"  4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal …")
         runs["table"] = run_consumer([*tail, "--queue", names["table"]], count, terminal=TABLE_SIZE)
+        say("  8 easee-tail state view in the same pseudo-terminal …")
+        runs["state"] = run_consumer([*tail, "--queue", names["state"], "--view", "state"], count,
+                                     terminal=TABLE_SIZE)
         for name in names.values():
             left = depth(broker, name)
             if left:
@@ -169,6 +173,9 @@ def measure_all(
             None, None, "p99 < 2 ms", latency.p99 < 2.0,
             f"p50 {latency.p50:.2f} ms, p99 {latency.p99:.2f} ms, max {latency.maximum:.2f} ms "
             f"over {latency.lines:,} lines"),
+        throughput_row(8, f"easee-tail --view state, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal",
+                       rounds, "state", count, 0.7,
+                       extra=f", {last['state'].redraws_per_second:.1f} redraws/s"),
     ]
     if min(saved_lines) != count:
         rows[2].met = False

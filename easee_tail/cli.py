@@ -691,7 +691,7 @@ class _Command:
                 fleet = FleetState(table)
                 sinks.append(fleet)
                 if env.stdin_isatty:
-                    keys = Keys(env.stdin)
+                    keys = Keys.open(env.stdin)
                 console = Console(file=env.stdout, no_color=env.no_color)
                 self.table = TableSink(
                     console, stats, source, StateOptions(fleet, groups(table), silent_after),

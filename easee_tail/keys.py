@@ -9,16 +9,31 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import termios
 import tty
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 
 class Keys:
     def __init__(self, stdin: TextIO) -> None:
         self._fd = stdin.fileno()
-        self._saved: list[Any] | None = termios.tcgetattr(self._fd)
-        tty.setcbreak(self._fd, termios.TCSANOW)  # no line buffering, no echo; ISIG kept
+        self._saved: list[Any] | None = None
+        if os.tcgetpgrp(self._fd) != os.getpgrp():
+            return  # started in the background (`&`): the terminal is not ours to change
+        self._saved = termios.tcgetattr(self._fd)
+        with _no_sigttou():
+            tty.setcbreak(self._fd, termios.TCSANOW)  # no line buffering, no echo; ISIG kept
+
+    @classmethod
+    def open(cls, stdin: TextIO) -> Keys | None:
+        """Keys from a terminal on stdin, or None when there is none to read from."""
+        try:
+            keys = cls(stdin)
+        except (OSError, termios.error, ValueError):
+            return None
+        return keys if keys._saved is not None else None
 
     def read(self) -> str:
         """The keys pressed since the last call ("" for none)."""
@@ -31,6 +46,17 @@ class Keys:
 
     def close(self) -> None:
         if self._saved is not None:
-            with contextlib.suppress(termios.error, OSError):
+            with contextlib.suppress(termios.error, OSError), _no_sigttou():
                 termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
             self._saved = None
+
+
+@contextlib.contextmanager
+def _no_sigttou() -> Iterator[None]:
+    """Changing the terminal's mode from a background job (after Ctrl-Z, `bg`) would stop
+    the process with SIGTTOU; with the signal ignored the change just happens."""
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTTOU, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from bisect import bisect_right
@@ -35,6 +36,10 @@ class Stats:
         self._reservoir: list[float] = []
         self._latency_count = 0
         self._random = random.Random(0)
+        # Reservoir sampling that draws random numbers only for the values it keeps (Li's
+        # "algorithm L"): the count of the next value to keep, and the running weight.
+        self._weight = math.exp(math.log(self._random.random()) / RESERVOIR)
+        self._next_sample = RESERVOIR + self._skip()
         self._snapshots: deque[tuple[float, int]] = deque()
         self.last_received: float | None = None  # monotonic, as of the last batch written
         self._heard = False
@@ -59,10 +64,16 @@ class Stats:
             self._latency_count += 1
             if len(self._reservoir) < RESERVOIR:
                 self._reservoir.append(latency)
-            else:
-                slot = self._random.randrange(self._latency_count)
-                if slot < RESERVOIR:
-                    self._reservoir[slot] = latency
+            elif self._latency_count == self._next_sample:
+                self._sample(latency)
+
+    def _skip(self) -> int:
+        return int(math.log(self._random.random()) / math.log(1 - self._weight)) + 1
+
+    def _sample(self, latency: float) -> None:
+        self._reservoir[self._random.randrange(RESERVOIR)] = latency
+        self._weight *= math.exp(math.log(self._random.random()) / RESERVOIR)
+        self._next_sample += self._skip()
 
     def flush(self) -> None:
         if self._heard:  # once a batch rather than once a message: a clock read is not free

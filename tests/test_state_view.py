@@ -140,3 +140,16 @@ def test_replay_shows_a_capture_in_the_state_view(cli: Runner, tmp_path: Path) -
     assert "300 messages" in shown
     for serial, label in last_mode.items():  # the final state is the capture's last values
         assert re.search(rf"op {re.escape(label)}\b", block(shown, serial))
+
+
+def test_a_table_started_in_the_background_is_not_stopped(cli: Runner) -> None:
+    """`easee-tail demo &` in an interactive shell: the terminal is not its to change (doing
+    so would stop it with SIGTTOU); it runs to its end."""
+    screen = Terminal.open(100, 30)
+    try:
+        screen.press(f"clear; NO_COLOR=1 {cli.executable} demo --duration 2 --rate 20 & "
+                     "wait $!; echo EX\"\"IT=$?", "Enter")
+        ended = screen.wait_for(lambda s: "EXIT=" in s or "Stopped" in s, timeout=20)
+    finally:
+        screen.close()
+    assert "EXIT=0" in ended and "Stopped" not in ended

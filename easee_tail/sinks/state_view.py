@@ -64,11 +64,16 @@ def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
         if items:
             lines.append(_group_line(group.name, items, now))
     others = [(latest.record.name if isinstance(key, int) else key, latest)
-              for key, latest in sorted(charger.latest.items(), key=lambda item: str(item[0]))
+              for key, latest in sorted(charger.latest.items(), key=_by_id_then_kind)
               if key not in grouped]
     if others:
         lines.append(_group_line("other", others, now))
     return lines
+
+
+def _by_id_then_kind(item: tuple[int | str, Latest]) -> tuple[int, str]:
+    key = item[0]
+    return (key, "") if isinstance(key, int) else (1 << 30, key)
 
 
 def _group_line(name: str, items: list[tuple[str, Latest]], now: float) -> Text:
