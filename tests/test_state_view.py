@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
         ("EHSTATEA.O.120", observation(7.2), None),
         ("EHSTATEA.O.132", observation(-61), None),  # WiFiRSSI
         ("EHSTATEA.O.250", observation(True), None),
+        ("EHSTATEA.O.251", observation("Störung 東京"), None),  # non-ASCII, wide characters
         ("EHSTATEA.O.9999", observation(42), None),  # not in the catalogue
         ("EHSTATEA.O.120", "garbage", None),
         ("ECSTATEB.O.109", observation(1), None),
@@ -54,17 +56,17 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
                     "--ca-file", str(cli.certs.ca_file), "--view", "state",
                     "--silent-after", "3"], after="; stty -a | grep -o -- '-\\?icanon'")
         shown = screen.wait_for(lambda s: "EHSTATEA" in s and "ECSTATEB" in s
-                                and "11 messages" in s)
+                                and "12 messages" in s)
         a = block(shown, "EHSTATEA")
-        assert "9 messages" in a and "1 unreadable" in a
+        assert "10 messages" in a and "1 unreadable" in a
         assert re.search(r"status\s+op Charging · reason no reason", a)
         assert re.search(r"power\s+P 7\.2 kW [▁-█]{3}", a)  # the latest value, a sparkline of 3
-        assert re.search(r"link\s+cloud true · WiFi RSSI -61 dBm", a)
+        assert re.search(r"link\s+cloud true · last disconnect Störung 東京 · WiFi RSSI -61 dBm", a)
         assert "Unknown 42" in a  # unknown ids are shown, in the "other" line
         b = block(shown, "ECSTATEB")
         assert re.search(r"status\s+op Disconnected · enabled true", b)
         assert "power" not in b  # a group with no values is left out
-        assert "per charger EHSTATEA 9 ECSTATEB 2" in shown  # per-charger counts in the header
+        assert "per charger EHSTATEA 10 ECSTATEB 2" in shown  # per-charger counts in the header
 
         # A change is highlighted (reverse video) for a moment, then shown plain.
         queue.publish("EHSTATEA.O.109", observation(4))
@@ -153,3 +155,34 @@ def test_a_table_started_in_the_background_is_not_stopped(cli: Runner) -> None:
     finally:
         screen.close()
     assert "EXIT=0" in ended and "Stopped" not in ended
+
+
+def test_a_simulated_fleet_from_the_broker_ends_in_its_latest_values(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
+) -> None:
+    published = cli.run("simulate", "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                        "--ca-file", str(cli.certs.ca_file), "--chargers", "3", "--rate",
+                        "2000", "--count", "600", "--seed", "21")
+    assert published.returncode == 0, published.stderr
+    save = tmp_path / "fleet.jsonl"
+    screen = Terminal.open(160, 40)
+    try:
+        screen.run([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                    "--ca-file", str(cli.certs.ca_file), "--view", "state", "--count", "600",
+                    "--save", str(save)])
+        shown = screen.wait_for(lambda s: "EXIT=" in s)
+    finally:
+        screen.close()
+    assert "EXIT=0" in shown
+    latest: dict[str, dict[str, Any]] = {}
+    for line in save.read_text().splitlines():
+        record = json.loads(line)
+        latest.setdefault(record["charger"], {})[record["name"]] = record
+    assert len(latest) == 3
+    for serial, values in latest.items():
+        charger = block(shown, serial)
+        assert f"op {values['ChargerOpMode']['label']}" in charger
+        if "TotalPower" in values:
+            power = values["TotalPower"]["value"]
+            shown_power = f"{power:.3f}".rstrip("0").rstrip(".")
+            assert f"P {shown_power} kW" in charger
