@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -175,8 +176,8 @@ _BARS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: Iterable[float]) -> str:
-    """Recent values as bars scaled between their own minimum and maximum."""
-    values = list(values)
+    """Recent values as bars scaled between their own minimum and maximum (finite ones)."""
+    values = [value for value in values if math.isfinite(value)]
     if len(values) < 2:
         return ""
     low, high = min(values), max(values)

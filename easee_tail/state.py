@@ -8,6 +8,7 @@ message. The groups the state view shows are data (data/state_view.json), not co
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class FleetState:
             latest.record = record
         value = record.value
         if latest.history is not None and isinstance(value, int | float) \
-                and not isinstance(value, bool) and value == value:
+                and not isinstance(value, bool) and math.isfinite(value):
             latest.history.append(float(value))
 
     def flush(self) -> None:

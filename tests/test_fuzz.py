@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 
 from easee_tail.catalogue import load
 from easee_tail.decode import decode
+from easee_tail.format import summary
 from easee_tail.model import Delivery, ErrorRecord, Observation
 from easee_tail.sinks.jsonl import encode
+from easee_tail.sinks.state_view import state_lines
+from easee_tail.state import FleetState, groups
+from easee_tail.stats import Stats
 from tests.conftest import BrokerQueue, Runner
 from tests.harness.rabbit import RabbitBroker
 
@@ -94,6 +100,26 @@ def test_arrival_time_in_any_form_gives_a_latency_or_none(arrival: object, key: 
     assert isinstance(record, Observation)
     assert record.latency_ms is None or isinstance(record.latency_ms, float)
     check(delivery)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(routing_keys, bodies), min_size=1, max_size=25),
+       st.integers(min_value=10, max_value=220), st.integers(min_value=1, max_value=60))
+def test_the_views_draw_any_records_within_the_width(
+    messages: list[tuple[str, bytes]], width: int, height: int
+) -> None:
+    """Whatever was decoded, the state view and the summary draw it, each line within the
+    terminal's width (rich measures cells: wide characters count double)."""
+    fleet, stats = FleetState(CATALOGUE), Stats()
+    for number, (routing_key, body) in enumerate(messages):
+        record = decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
+        fleet.write(record)
+        stats.write(record)
+    fleet.flush()
+    lines = state_lines(fleet, groups(CATALOGUE), width, height, time.monotonic(), 300.0)
+    assert lines and len(lines) <= max(height, 1)
+    assert all(cell_len(line.plain) <= width for line in lines)
+    assert summary(stats, 1.0, width).startswith(f"easee-tail: {len(messages)} messages")
 
 
 def test_huge_and_deep_bodies_are_error_records_or_observations() -> None:
