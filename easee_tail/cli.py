@@ -68,9 +68,22 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # `tail` takes no arguments, so only options (or nothing) mean the default command.
-        if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        # While completing the first word (`easee-tail do<TAB>`) nothing is inserted, so
+        # that the subcommand names are offered.
+        if (not args and not ctx.resilient_parsing) or (
+                args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """The subcommands, and for an option at the first word the default command's."""
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete.startswith("-"):
+            default = self.commands[self.default_command]
+            with default.make_context(self.default_command, [], parent=ctx,
+                                      resilient_parsing=True) as default_ctx:
+                items += default.shell_complete(default_ctx, incomplete)
+        return items
 
 
 def _complete_observations(

@@ -55,3 +55,9 @@ def test_completion_offers_observation_names_from_the_catalogue(easee_tail: str)
     assert _complete(easee_tail, "easee-tail --obs Charger") == ["ChargerOpMode", "ChargerRAT"]
     assert "InVolt_T1_T2" in _complete(easee_tail, "easee-tail demo --obs 190,InV")[0]
     assert "--count" in _complete(easee_tail, "easee-tail --cou")
+
+
+def test_completion_offers_subcommands_at_the_first_word(easee_tail: str) -> None:
+    assert _complete(easee_tail, "easee-tail d") == ["demo", "doctor"]
+    assert {"tail", "replay", "logout", "profiles"} <= set(_complete(easee_tail, "easee-tail "))
+    assert _complete(easee_tail, "easee-tail doctor --js") == ["--jsonl"]
