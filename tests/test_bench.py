@@ -27,14 +27,15 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     header = next(line for line in table if line.startswith("row"))
     assert "msg/s" in header and "ratio" in header
     rows = [line for line in table if line[:1].isdigit()]
-    assert [line.split()[0] for line in rows] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert [line.split()[0] for line in rows] == ["1", "2", "3", "4", "5", "6", "7", "8"]
     assert "1,500 lines saved" in rows[2]
     assert "redraws/s" in rows[3]
     assert "p99" in rows[6]
+    assert "--view state" in rows[7] and "redraws/s" in rows[7]
 
     [written] = list(tmp_path.glob("*.json"))
     result_json = json.loads(written.read_text())
-    assert [row["number"] for row in result_json["rows"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [row["number"] for row in result_json["rows"]] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
     assert result_json["machine"]["rabbitmq"]

@@ -24,6 +24,7 @@ from tests.conftest import (
     stream_details,
 )
 from tests.harness.rabbit import RabbitBroker
+from tests.harness.terminal import Terminal
 
 USERNAME = "partner@example.com"
 LOGIN, REFRESH, STREAM = "/api/accounts/login", "/api/accounts/refresh_token", "/api/streams/amqp/v2"
@@ -241,3 +242,19 @@ def test_a_cache_file_others_can_read_is_not_used(
     assert again.returncode == 0
     assert "open to other users" in again.stderr
     assert calls(httpserver, LOGIN) == 2
+
+
+def test_a_profiles_view_opens_the_state_view_and_the_flag_overrides_it(cli: Runner) -> None:
+    write_config('default = "watch"\n[profile.watch]\nview = "state"\nsilent-after = 90\n')
+    screen = Terminal.open(100, 30)
+    try:
+        screen.run([cli.executable, "demo", "--rate", "40", "--chargers", "2", "--seed", "3"])
+        screen.wait_for(lambda s: "v: stream view" in s and "  status" in s)  # state view
+        screen.press("C-c")
+        screen.wait_for(lambda s: "EXIT=130" in s)
+        screen.run([cli.executable, "demo", "--rate", "40", "--view", "stream"])
+        screen.wait_for(lambda s: "v: state view" in s and "ChargerOpMode" in s)
+        screen.press("C-c")
+        screen.wait_for(lambda s: "EXIT=130" in s)
+    finally:
+        screen.close()
