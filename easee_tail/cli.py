@@ -25,7 +25,6 @@ from rich.console import Console
 
 from easee_tail import __version__, catalogue, describe, doctor, profiles, simulate
 from easee_tail.credentials import (
-    DEFAULT_API_URL,
     ConnectionDetails,
     EaseeApi,
     Login,
@@ -40,10 +39,17 @@ from easee_tail.fleet import Fleet
 from easee_tail.format import summary
 from easee_tail.keys import Keys
 from easee_tail.model import Delivery, Record
+from easee_tail.options import (
+    complete_observations,
+    credential_options,
+    output_options,
+    profile_option,
+    resolve_observations,
+)
 from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
-from easee_tail.sinks.table import VIEWS, StateOptions, TableSink
+from easee_tail.sinks.table import StateOptions, TableSink
 from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
@@ -84,166 +90,6 @@ class DefaultGroup(click.Group):
                                       resilient_parsing=True) as default_ctx:
                 items += default.shell_complete(default_ctx, incomplete)
         return items
-
-
-def _complete_observations(
-    _ctx: click.Context, _param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    prefix = incomplete.rsplit(",", 1)
-    head = prefix[0] + "," if len(prefix) == 2 else ""
-    last = prefix[-1].lower()
-    return [
-        CompletionItem(head + entry.name, help=f"{entry.id} {entry.description}"[:60])
-        for entry in catalogue.load()
-        if entry.name.lower().startswith(last) or str(entry.id).startswith(last)
-    ]
-
-
-def _resolve_observations(
-    ctx: click.Context, param: click.Parameter, values: Sequence[str]
-) -> list[int]:
-    table = catalogue.load()
-    ids = []
-    for text in split_values(values):
-        try:
-            ids.append(table.resolve(text))
-        except catalogue.UnknownObservation as unknown:
-            hint = (f"; did you mean {', '.join(unknown.suggestions)}?" if unknown.suggestions
-                    else "; `easee-tail observations` lists them")
-            raise click.BadParameter(f"no observation is named {text!r}{hint}",
-                                     ctx=ctx, param=param) from None
-    return ids
-
-
-def _no_color(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
-    if on:  # read by Environment.from_process, like a NO_COLOR the user set
-        os.environ["NO_COLOR"] = "1"
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return SECRETS(super().format(record))
-
-
-def _debug_logging(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
-    if not on:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("easee-tail: debug: %(name)s: %(message)s"))
-    for name in ("pika", "urllib3"):
-        log = logging.getLogger(name)
-        log.setLevel(logging.DEBUG)
-        log.addHandler(handler)
-
-
-def _apply_profile(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
-    """Turn the chosen profile into defaults for this command's options: the command line
-    and environment variables still win (click's own order), the built-in defaults lose."""
-    try:
-        profile = profiles.choose(name)
-    except profiles.ProfileError as problem:
-        raise click.BadParameter(problem.message, ctx=ctx, param=param) from None
-    if profile is None:
-        return None
-    defaults = dict(ctx.default_map or {})
-    for key, value in profile.values.items():
-        option = next((p for p in ctx.command.params
-                       if isinstance(p, click.Option) and f"--{key}" in p.opts), None)
-        if option is None or option.name is None:
-            continue  # a key for other commands (a view for `doctor`, say)
-        if option.multiple and isinstance(value, str):
-            value = [value]
-        if key == "ca-file" and isinstance(value, str):
-            value = os.path.expanduser(value)
-        defaults[option.name] = value
-    ctx.default_map = defaults
-    return profile.name
-
-
-def _complete_profiles(
-    _ctx: click.Context, _param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    try:
-        _default, found = profiles.read()
-    except profiles.ProfileError:
-        return []
-    return [CompletionItem(name) for name in sorted(found) if name.startswith(incomplete)]
-
-
-def profile_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--profile", envvar="EASEE_PROFILE", metavar="NAME", is_eager=True,
-        expose_value=False, callback=_apply_profile, shell_complete=_complete_profiles,
-        help="Defaults from this profile of config.toml (see `easee-tail profiles`) "
-             "[env EASEE_PROFILE].")(function)
-
-
-def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every pipeline shares, broker or demo."""
-    options = [
-        click.option("--jsonl", is_flag=True,
-                     help="Write JSON lines to stdout (the default when stdout is not a terminal)."),
-        click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Also append JSON lines to FILE (created 0600)."),
-        click.option("--fsync", is_flag=True,
-                     help="fsync the --save file before each acknowledgement (durable, slower)."),
-        click.option("--charger", "chargers", metavar="SERIAL", multiple=True,
-                     help="Only these chargers (repeatable, comma-separated)."),
-        click.option("--obs", "observations", metavar="ID|NAME", multiple=True,
-                     callback=_resolve_observations, shell_complete=_complete_observations,
-                     help="Only these observations, by id or name, case-insensitive "
-                          "(repeatable, comma-separated)."),
-        click.option("--count", type=click.IntRange(min=1), metavar="N",
-                     help="Exit 0 after N records passed the filters."),
-        click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                     help="Exit 0 after SECONDS."),
-        click.option("--view", type=click.Choice(VIEWS), default="stream", show_default=True,
-                     help="The table's view: records as they come, or the latest state per "
-                          "charger. Press v to switch while running."),
-        click.option("--silent-after", type=click.FloatRange(min=0, min_open=True),
-                     default=300.0, show_default=True, metavar="SECONDS",
-                     help="State view: mark chargers not heard from for SECONDS."),
-        click.option("--stats-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
-                     help="With JSON lines: a one-line stats record on stderr every SECONDS."),
-        click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
-                     callback=_no_color, help="No colours (as does the NO_COLOR variable)."),
-        click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
-                     expose_value=False, callback=_debug_logging,
-                     help="Log connection details (pika, HTTP) to stderr, secrets masked; "
-                          "show tracebacks of internal errors [env EASEE_TAIL_DEBUG]."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def credential_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Where the connection details come from: the API (token or login) or an AMQP URL."""
-    options = [
-        click.option("--token", envvar="EASEE_TOKEN", metavar="TOKEN",
-                     help="Access token of an integration account [env EASEE_TOKEN]."),
-        click.option("--username", envvar="EASEE_USERNAME",
-                     help="Log in with this integration account [env EASEE_USERNAME]."),
-        click.option("--password", envvar="EASEE_PASSWORD",
-                     help="Password for --username; prompted for when omitted on a terminal "
-                          "[env EASEE_PASSWORD]."),
-        click.option("--api-url", envvar="EASEE_API_URL", default=DEFAULT_API_URL,
-                     show_default=True, help="Easee API base URL [env EASEE_API_URL]."),
-        click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL",
-                     help="amqps://user:pass@host:port/vhost: skip the API and connect "
-                          "directly; needs --queue [env EASEE_AMQP_URL]."),
-        click.option("--queue", envvar="EASEE_QUEUE", metavar="NAME",
-                     help="Queue to consume with --amqp-url [env EASEE_QUEUE]."),
-        click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
-                     type=click.Path(exists=True, dir_okay=False),
-                     help="Also trust this CA, for the broker and the API [env EASEE_CA_FILE]."),
-        click.option("--insecure", is_flag=True,
-                     help="Do not verify TLS certificates (API and broker). Dangerous; warns "
-                          "each run."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -494,7 +340,7 @@ def simulate_command(
 
 @main.command("observations")
 @click.argument("wanted", metavar="[ID|NAME]...", nargs=-1,
-                shell_complete=_complete_observations)
+                shell_complete=complete_observations)
 @click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object each.")
 def observations_command(wanted: tuple[str, ...], as_json: bool) -> None:
     """List the observation catalogue, or show observations in full with their values."""
@@ -502,7 +348,7 @@ def observations_command(wanted: tuple[str, ...], as_json: bool) -> None:
     table = catalogue.load()
     if wanted:
         ctx = click.get_current_context()
-        ids = _resolve_observations(ctx, ctx.command.params[0], wanted)
+        ids = resolve_observations(ctx, ctx.command.params[0], wanted)
         missing = [str(number) for number in ids if table.get(number) is None]
         if missing:
             raise click.BadParameter(
