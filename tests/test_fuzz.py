@@ -104,9 +104,10 @@ def test_arrival_time_in_any_form_gives_a_latency_or_none(arrival: object, key: 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(routing_keys, bodies), min_size=1, max_size=25),
-       st.integers(min_value=10, max_value=220), st.integers(min_value=1, max_value=60))
+       st.integers(min_value=10, max_value=220), st.integers(min_value=1, max_value=60),
+       st.integers(min_value=0, max_value=30))
 def test_the_views_draw_any_records_within_the_width(
-    messages: list[tuple[str, bytes]], width: int, height: int
+    messages: list[tuple[str, bytes]], width: int, height: int, skip: int
 ) -> None:
     """Whatever was decoded, the state view and the summary draw it, each line within the
     terminal's width (rich measures cells: wide characters count double)."""
@@ -116,7 +117,8 @@ def test_the_views_draw_any_records_within_the_width(
         fleet.write(record)
         stats.write(record)
     fleet.flush()
-    lines = state_lines(fleet, groups(CATALOGUE), width, height, time.monotonic(), 300.0)
+    lines = state_lines(fleet, groups(CATALOGUE), width, height, time.monotonic(), 300.0,
+                        skip=skip)
     assert lines and len(lines) <= max(height, 1)
     assert all(cell_len(line.plain) <= width for line in lines)
     assert summary(stats, 1.0, width).startswith(f"easee-tail: {len(messages)} messages")

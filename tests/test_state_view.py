@@ -186,3 +186,34 @@ def test_a_simulated_fleet_from_the_broker_ends_in_its_latest_values(
             power = values["TotalPower"]["value"]
             shown_power = f"{power:.3f}".rstrip("0").rstrip(".")
             assert f"P {shown_power} kW" in charger
+
+
+def test_the_state_view_scrolls_a_charger_at_a_time(cli: Runner) -> None:
+    demo = subprocess.run([cli.executable, "demo", "--chargers", "5", "--seed", "4", "--rate",
+                           "5000", "--count", "500", "--jsonl"], capture_output=True, text=True,
+                          env=clean_env(), timeout=60, check=True)
+    serials = sorted({json.loads(line)["charger"] for line in demo.stdout.splitlines()})
+    assert len(serials) == 5
+
+    def first_charger(screen: str) -> str:
+        return next(line.split()[0] for line in screen.splitlines()[3:]
+                    if line[:2] in ("EH", "EC"))
+
+    screen = Terminal.open(100, 16)  # room for two blocks at most
+    try:
+        screen.run([cli.executable, "demo", "--chargers", "5", "--seed", "4", "--rate", "200",
+                    "--view", "state"])
+        top = screen.wait_for(lambda s: "more charger(s) below" in s and "j/k: scroll" in s)
+        assert first_charger(top) == serials[0] and "above" not in top
+        screen.press("j", "j")
+        down = screen.wait_for(lambda s: "↑ 2 charger(s) above" in s)
+        assert first_charger(down) == serials[2]
+        screen.press("Down")
+        screen.wait_for(lambda s: "↑ 3 charger(s) above" in s and first_charger(s) == serials[3])
+        screen.press("k", "Up", "Up", "Up", "Up")  # not above the first
+        back = screen.wait_for(lambda s: "above" not in s and first_charger(s) == serials[0])
+        assert "more charger(s) below" in back
+        screen.press("C-c")
+        screen.wait_for(lambda s: "EXIT=130" in s)
+    finally:
+        screen.close()

@@ -20,24 +20,29 @@ _LABEL_WIDTH = 8  # "status", "power", "link", "other"
 
 def state_lines(
     fleet: FleetState, groups: tuple[Group, ...], width: int, height: int, now: float,
-    silent_after: float,
+    silent_after: float, skip: int = 0,
 ) -> list[Text]:
-    lines: list[Text] = []
+    """The view's lines, at most `height`, starting `skip` chargers down the list."""
     chargers = sorted(fleet.chargers.values(), key=lambda charger: charger.serial)
     if not chargers:
         return [Text("no charger heard from yet", style="dim")]
-    for shown, charger in enumerate(chargers):
+    skip = min(skip, len(chargers) - 1)
+    lines: list[Text] = []
+    if skip:
+        lines.append(Text(f"↑ {skip} charger(s) above", style="dim"))
+    for shown, charger in enumerate(chargers[skip:], start=skip):
         block = _block(charger, groups, now, silent_after)
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
         if len(block) > room:
-            lines.append(Text(f"… {left} more charger(s) below; pick with --charger SERIAL",
-                              style="dim", no_wrap=True, overflow="ellipsis"))
+            lines.append(Text(f"↓ {left} more charger(s) below: j or ↓ to scroll, or pick "
+                              "with --charger SERIAL", style="dim"))
             break
         lines.extend(block)
     for line in lines:
+        line.no_wrap, line.overflow = True, "ellipsis"
         line.truncate(width, overflow="ellipsis")
-    return lines
+    return lines[:max(1, height)]
 
 
 def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,

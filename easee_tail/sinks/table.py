@@ -37,6 +37,9 @@ from easee_tail.stats import Stats
 REDRAWS_PER_SECOND = 5
 VIEWS = ("stream", "state")
 SWITCH_KEY = "v"
+# State view scrolling, a charger at a time: j/k as in less and vi, and the arrow keys.
+DOWN_KEYS = ("j", "\x1b[B", "\x1bOB")
+UP_KEYS = ("k", "\x1b[A", "\x1bOA")
 _HEADER_CHARGERS = 12  # the busiest, by count; the line is cropped to the width anyway
 _CHROME_LINES = 5  # three header lines, the column heading, a spare
 
@@ -59,6 +62,7 @@ class TableSink:
         self._state = state  # kept up to date by its own sink: read here, never written
         self._view = view
         self._keys = keys
+        self._skip = 0  # state view: chargers scrolled past
         self._backlog = backlog
         # each record with its row's texts, made when the row is first drawn
         self._rows: deque[list[Any]] = deque(maxlen=500)
@@ -82,9 +86,17 @@ class TableSink:
     def tick(self, now: float) -> None:
         if now >= self._next_draw:
             self._next_draw = now + 1 / REDRAWS_PER_SECOND
-            if self._keys is not None and SWITCH_KEY in self._keys().lower():
-                self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
+            if self._keys is not None:
+                self._press(self._keys())
             self._live.update(self._render(), refresh=True)
+
+    def _press(self, keys: str) -> None:
+        if SWITCH_KEY in keys.lower():
+            self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
+        steps = sum(keys.count(key) for key in DOWN_KEYS) - sum(keys.count(key) for key in UP_KEYS)
+        if steps:
+            last = max(0, len(self._state.fleet.chargers) - 1)
+            self._skip = min(last, max(0, self._skip + steps))
 
     def notice(self, text: str) -> None:
         """A line printed above the table (rich keeps the live part below it)."""
@@ -101,7 +113,8 @@ class TableSink:
             size = self._console.size
             return RenderGroup(self._header(), *state_lines(
                 self._state.fleet, self._state.groups, size.width,
-                max(1, size.height - _CHROME_LINES), time.monotonic(), self._state.silent_after))
+                max(1, size.height - _CHROME_LINES), time.monotonic(), self._state.silent_after,
+                skip=self._skip))
         return RenderGroup(self._header(), self._table())
 
     def _header(self) -> Text:
@@ -110,11 +123,13 @@ class TableSink:
         header.append("easee-tail", style="bold")
         header.append(f" · {self._source.server}", style="cyan")
         header.append(f" · queue {self._source.queue}", style="cyan")
-        if self._backlog:
-            header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
-        if self._keys is not None:
+        if self._keys is not None:  # before the backlog note: the line is cropped at the end
             other = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
             header.append(f" · {SWITCH_KEY}: {other} view", style="dim")
+            if self._view == "state":
+                header.append(", j/k: scroll", style="dim")
+        if self._backlog:
+            header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
         header.append("\n")
         header.append(f"{stats.total:,} messages", style="bold")
         header.append(f" · {stats.rate:.1f}/s · {len(stats.per_charger)} chargers")
