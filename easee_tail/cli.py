@@ -217,12 +217,7 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
     command = _Command(Environment.from_process())
     command.check_password_source(ctx, options)
     credentials = command.credentials(**options)
-    streamed = isinstance(credentials, StreamCredentials)
-    target = doctor.Target(
-        api=credentials.api if isinstance(credentials, StreamCredentials) else None,
-        credentials=credentials if isinstance(credentials, StreamCredentials) else None,
-        direct=credentials if isinstance(credentials, ConnectionDetails) else None,
-        ca_file=options["ca_file"], insecure=options["insecure"])
+    target = doctor.Target(credentials, options["ca_file"], options["insecure"])
     env = command.env
     out = Console(file=env.stdout, no_color=env.no_color, highlight=False, markup=False,
                   soft_wrap=True)
@@ -236,8 +231,9 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
             out.print(doctor.checklist_line(result))
 
     if not jsonl:
-        out.print(f"easee-tail doctor: {options['api_url'] if streamed else 'direct AMQP URL'}",
-                  style="bold")
+        checked = "direct AMQP URL" if isinstance(credentials, ConnectionDetails) \
+            else credentials.api.base_url
+        out.print(f"easee-tail doctor: {checked}", style="bold")
     command.stop.install()
     checker = doctor.Doctor(target, report)
     checker.run()
@@ -547,14 +543,15 @@ class _Command:
                 sinks.append(StatsLines(stats, env.stderr, stats_interval))
             if show_table:
                 assert stats is not None
-                fleet = FleetState(table)
-                sinks.append(fleet)
-                if env.stdin_isatty:
-                    keys = Keys.open(env.stdin)
+                keys = Keys.open(env.stdin) if env.stdin_isatty else None
+                state = None
+                if view == "state" or keys is not None:  # else it could never be shown
+                    fleet = FleetState(table)
+                    sinks.append(fleet)
+                    state = StateOptions(fleet, groups(table), silent_after)
                 console = Console(file=env.stdout, no_color=env.no_color)
-                self.table = TableSink(
-                    console, stats, source, StateOptions(fleet, groups(table), silent_after),
-                    view=view, keys=keys.read if keys else None, backlog=backlog)
+                self.table = TableSink(console, stats, source, state, view=view,
+                                       keys=keys.read if keys else None, backlog=backlog)
                 sinks.append(self.table)
             else:
                 sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))

@@ -299,12 +299,7 @@ class StreamCredentials:
         if cached.fresh():
             self._tokens = cached
             return cached
-        if cached.refresh:
-            try:
-                return self._keep(self.api.refresh(cached))
-            except CredentialsRejected:
-                pass  # used or expired: log in
-        return None
+        return self._renew(cached)
 
     def _log_in(self) -> Tokens:
         assert self._login is not None

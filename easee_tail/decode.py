@@ -305,7 +305,7 @@ def _declared_type(body: dict[str, Any]) -> str | None:
 
 def _arrival_header(headers: Headers) -> object:
     value = headers.get("ArrivalTime")
-    if value is None and headers:
+    if value is None:
         for key, candidate in headers.items():
             if key.lower() == "arrivaltime":
                 return candidate

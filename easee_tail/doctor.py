@@ -18,7 +18,7 @@ from typing import Literal
 
 from rich.text import Text
 
-from easee_tail.credentials import ConnectionDetails, EaseeApi, StreamCredentials
+from easee_tail.credentials import ConnectionDetails, StreamCredentials
 from easee_tail.errors import (
     CredentialsRejected,
     EaseeTailError,
@@ -28,7 +28,7 @@ from easee_tail.errors import (
     Unreachable,
 )
 from easee_tail.source.broker import connect, queue_state
-from easee_tail.tls import client_context, peer_certificate
+from easee_tail.tls import PeerCertificate, client_context, peer_certificate
 
 Status = Literal["pass", "warn", "fail", "skip"]
 EXPIRY_WARNING_DAYS = 14
@@ -86,9 +86,7 @@ class Result:
 class Target:
     """What to check: the API and its credentials, or connection details given directly."""
 
-    api: EaseeApi | None
-    credentials: StreamCredentials | None
-    direct: ConnectionDetails | None
+    credentials: StreamCredentials | ConnectionDetails
     ca_file: str | None
     insecure: bool
 
@@ -132,21 +130,21 @@ class Doctor:
         return _Stop()
 
     def _details(self) -> ConnectionDetails:
-        target = self._target
-        if target.direct is not None:
+        credentials = self._target.credentials
+        if isinstance(credentials, ConnectionDetails):
             for check in CHECKS[:4]:
                 self._add(check, "skip", "not asked: --amqp-url gives the connection details")
-            return target.direct
-        assert target.api is not None and target.credentials is not None
+            return credentials
+        api = credentials.api
         started = time.monotonic()
         try:
-            status = target.api.ping()
+            status = api.ping()
         except EaseeTailError as problem:
             raise self._fail("API reachable", problem) from None
-        self._add("API reachable", "pass", f"{target.api.base_url} answered (HTTP {status}) in "
+        self._add("API reachable", "pass", f"{api.base_url} answered (HTTP {status}) in "
                                            f"{(time.monotonic() - started) * 1000:.0f} ms")
         try:
-            details = target.credentials.details()
+            details = credentials.details()
         except CredentialsRejected as problem:
             raise self._fail("credentials accepted", problem) from None
         except NotIntegrationAccount as problem:
@@ -184,8 +182,7 @@ class Doctor:
                     details.server, details.port, client_context(target.ca_file, target.insecure))
             except EaseeTailError as problem:
                 raise self._fail("TLS certificate", problem) from None
-            self._certificate(details, certificate.subject, certificate.issuer,
-                              certificate.not_after)
+            self._certificate(details, certificate)
         else:
             self._add("TLS certificate", "warn", "the connection details ask for plain AMQP: "
                                                  "the stream and its password travel unencrypted",
@@ -214,13 +211,14 @@ class Doctor:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _certificate(self, details: ConnectionDetails, subject: str, issuer: str,
-                     not_after: datetime | None) -> None:
+    def _certificate(self, details: ConnectionDetails, certificate: PeerCertificate) -> None:
+        not_after = certificate.not_after
         if not_after is None:
             self._add("TLS certificate", "warn", "not verified (--insecure)", ExitCode.TLS)
             return
         days = (not_after - datetime.now(UTC)).total_seconds() / 86400
-        text = (f"valid for {details.server} ({subject}, issued by {issuer}); expires "
+        text = (f"valid for {details.server} ({certificate.subject}, issued by "
+                f"{certificate.issuer}); expires "
                 f"{not_after:%Y-%m-%d} (in {days:.0f} days)")
         if days < EXPIRY_WARNING_DAYS:
             self._add("TLS certificate", "warn", text + ": soon", ExitCode.TLS)

@@ -166,10 +166,7 @@ def histogram_lines(counts: list[int], width: int = 80) -> list[str]:
 
 def display_state_value(record: Observation) -> str:
     """The short form for the state view: the label alone when there is one."""
-    if record.label is not None and not isinstance(record.value, bool):
-        return shorten(record.label, 32)
-    text = display_value(record)
-    return shorten(text, 32)
+    return shorten(record.label if record.label is not None else display_value(record), 32)
 
 
 _BARS = "▁▂▃▄▅▆▇█"

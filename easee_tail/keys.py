@@ -17,23 +17,22 @@ from typing import Any, TextIO
 
 
 class Keys:
-    def __init__(self, stdin: TextIO) -> None:
-        self._fd = stdin.fileno()
-        self._saved: list[Any] | None = None
-        if os.tcgetpgrp(self._fd) != os.getpgrp():
-            return  # started in the background (`&`): the terminal is not ours to change
-        self._saved = termios.tcgetattr(self._fd)
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._saved: list[Any] | None = termios.tcgetattr(fd)
         with _no_sigttou():
-            tty.setcbreak(self._fd, termios.TCSANOW)  # no line buffering, no echo; ISIG kept
+            tty.setcbreak(fd, termios.TCSANOW)  # no line buffering, no echo; ISIG kept
 
     @classmethod
     def open(cls, stdin: TextIO) -> Keys | None:
-        """Keys from a terminal on stdin, or None when there is none to read from."""
+        """Keys from the terminal on stdin, or None when there is none that is ours to use."""
         try:
-            keys = cls(stdin)
+            fd = stdin.fileno()
+            if os.tcgetpgrp(fd) != os.getpgrp():
+                return None  # started in the background (`&`): the terminal is the shell's
+            return cls(fd)
         except (OSError, termios.error, ValueError):
             return None
-        return keys if keys._saved is not None else None
 
     def read(self) -> str:
         """The keys pressed since the last call ("" for none)."""

@@ -43,7 +43,7 @@ def config_path() -> Path:
 
 
 def read(path: Path | None = None) -> tuple[str | None, dict[str, Profile]]:
-    """The default profile's name and every profile, checked; ({}, None) without a file."""
+    """The default profile's name and every profile, checked; (None, {}) without a file."""
     path = path or config_path()
     try:
         with open(path, "rb") as file:

@@ -10,6 +10,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,3 +187,15 @@ def free_closed_port() -> int:
 
 def path_text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+def signal_and_wait(process: subprocess.Popen[str], signum: int) -> tuple[int, float, str]:
+    """Send the signal; the exit code, the seconds it took to exit, and stderr (clean)."""
+    sent = time.monotonic()
+    process.send_signal(signum)
+    code = process.wait(timeout=10)
+    took = time.monotonic() - sent
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    assert "Traceback" not in stderr and "internal error" not in stderr
+    return code, took, stderr

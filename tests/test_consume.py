@@ -21,6 +21,7 @@ from tests.conftest import (
     api_args,
     assert_no_secrets,
     clean_env,
+    signal_and_wait,
     stream_details,
 )
 from tests.harness.rabbit import RabbitBroker
@@ -305,13 +306,7 @@ def _stop_mid_stream(
     process = cli.popen("--token", TOKEN, *api_args(api, cli.certs), "--jsonl",
                         "--save", str(save), "--prefetch", "200", stdout=subprocess.DEVNULL)
     _wait_for_lines(save, 500)
-    sent = time.monotonic()
-    process.send_signal(signum)
-    code = process.wait(timeout=10)
-    stopped_in = time.monotonic() - sent
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    assert "Traceback" not in stderr
+    code, stopped_in, _stderr = signal_and_wait(process, signum)
     saved = save.read_text()
     assert saved.endswith("\n")
     written = saved.splitlines()

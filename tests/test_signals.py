@@ -13,22 +13,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.conftest import TOKEN, BrokerQueue, Runner, api_args, stream_details
+from tests.conftest import (
+    TOKEN,
+    BrokerQueue,
+    Runner,
+    api_args,
+    signal_and_wait,
+    stream_details,
+)
 from tests.harness.rabbit import RabbitBroker
 from tests.test_reliability import numbered, queue_consumers, wait_for
 
 EXPECTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGPIPE: 0}
-
-
-def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, float, str]:
-    sent = time.monotonic()
-    process.send_signal(signum)
-    code = process.wait(timeout=10)
-    took = time.monotonic() - sent
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    assert "Traceback" not in stderr and "internal error" not in stderr
-    return code, took, stderr
 
 
 def amqp(rabbit: RabbitBroker, queue: BrokerQueue, cli: Runner) -> list[str]:
@@ -45,7 +41,7 @@ def test_hangup_and_sigpipe_while_consuming(
     process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl", "--save", str(save),
                         "--prefetch", "200", stdout=subprocess.DEVNULL)
     wait_for(lambda: save.exists() and save.read_text().count("\n") >= 300, "300 lines")
-    code, took, _stderr = stop(process, signum)
+    code, took, _stderr = signal_and_wait(process, signum)
     assert code == EXPECTED[signum] and took < 1.5
     saved = save.read_text()
     assert saved.endswith("\n")
@@ -63,7 +59,7 @@ def test_sigterm_while_the_api_has_not_answered_yet(cli: Runner, httpserver: HTT
     httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(slow)
     process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
     time.sleep(1.0)
-    code, took, _stderr = stop(process, signal.SIGTERM)
+    code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
     assert code == 143 and took < 1.0
 
 
@@ -73,7 +69,7 @@ def test_sigterm_while_blocked_writing_to_a_pipe_nobody_reads(
     queue.publish_many(numbered(0, 3000))
     process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl", "--prefetch", "500")
     time.sleep(2)  # the 64 KiB pipe is full: easee-tail sits in write()
-    code, took, _stderr = stop(process, signal.SIGTERM)
+    code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
     assert code == 143 and took < 1.5
     assert process.stdout is not None
     written = process.stdout.read().splitlines()
@@ -93,7 +89,7 @@ def test_sigint_during_reconnect_backoff(
         first = process.stderr.readline() + process.stderr.readline()
         assert "reconnecting (attempt" in first
         time.sleep(1.5)
-        code, took, _stderr = stop(process, signal.SIGINT)
+        code, took, _stderr = signal_and_wait(process, signal.SIGINT)
     finally:
         rabbit.ctl("start_app")
     assert code == 130 and took < 1.0
@@ -104,7 +100,7 @@ def test_demo_stopped_by_each_signal(cli: Runner) -> None:
         process = cli.popen("demo", "--jsonl", "--rate", "200")
         assert process.stdout is not None
         process.stdout.readline()
-        exit_code, took, _stderr = stop(process, signum)
+        exit_code, took, _stderr = signal_and_wait(process, signum)
         assert (exit_code, took < 1.0) == (code, True), signum
 
 
@@ -115,5 +111,5 @@ def test_api_details_then_sigterm_mid_stream(
         stream_details(rabbit, queue.name))
     process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
     wait_for(lambda: queue_consumers(rabbit, queue) == 1, "easee-tail to consume")
-    code, took, _stderr = stop(process, signal.SIGTERM)
+    code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
     assert code == 143 and took < 1.0

@@ -53,13 +53,15 @@ class StateOptions:
 
 class TableSink:
     def __init__(
-        self, console: Console, stats: Stats, source: Source, state: StateOptions,
+        self, console: Console, stats: Stats, source: Source, state: StateOptions | None,
         view: str = "stream", keys: Callable[[], str] | None = None, backlog: int | None = None,
     ) -> None:
         self._console = console
         self._stats = stats
         self._source = source  # for its name and its status ("reconnecting …"), read-only
-        self._state = state  # kept up to date by its own sink: read here, never written
+        # kept up to date by its own sink: read here, never written; None when the state view
+        # can never be shown (not asked for, and no keys to switch to it)
+        self._state = state
         self._view = view
         self._keys = keys
         self._skip = 0  # state view: chargers scrolled past
@@ -91,6 +93,8 @@ class TableSink:
             self._live.update(self._render(), refresh=True)
 
     def _press(self, keys: str) -> None:
+        if self._state is None:
+            return
         if SWITCH_KEY in keys.lower():
             self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
         steps = sum(keys.count(key) for key in DOWN_KEYS) - sum(keys.count(key) for key in UP_KEYS)
@@ -109,7 +113,7 @@ class TableSink:
         self._live.stop()
 
     def _render(self) -> RenderGroup:
-        if self._view == "state":
+        if self._view == "state" and self._state is not None:
             size = self._console.size
             return RenderGroup(self._header(), *state_lines(
                 self._state.fleet, self._state.groups, size.width,
