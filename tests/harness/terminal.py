@@ -10,6 +10,17 @@ import time
 import uuid
 from collections.abc import Callable
 
+# A tmux server of the tests' own, apart from any the user runs.
+SOCKET = f"easee-tail-tests-{os.getpid()}"
+
+
+def tmux(*args: str) -> str:
+    """Run a tmux command on the tests' server; its output. Raises with tmux's own message."""
+    done = subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
+
 
 class Terminal:
     def __init__(self, session: str) -> None:
@@ -20,12 +31,20 @@ class Terminal:
         if shutil.which("tmux") is None:
             raise RuntimeError("tmux is needed for the terminal tests (scripts/test installs it)")
         session = f"easee-{uuid.uuid4().hex[:8]}"
-        # sized first, then the command typed: a program started with the session may see
-        # tmux's default 80 columns before the window takes its size
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width),
-                        "-y", str(height), "bash", "--norc", "--noprofile"], check=True)
-        subprocess.run(["tmux", "resize-window", "-t", session, "-x", str(width),
-                        "-y", str(height)], check=True)
+        # A server whose last session just closed exits, and a session started at that moment
+        # fails ("server exited unexpectedly"): try again on the next server.
+        for attempt in range(5):
+            try:
+                # sized first, then the command typed: a program started with the session may
+                # see tmux's default 80 columns before the window takes its size
+                tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
+                     "bash", "--norc", "--noprofile")
+                break
+            except RuntimeError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.3)
+        tmux("resize-window", "-t", session, "-x", str(width), "-y", str(height))
         return cls(session)
 
     def run(self, command: list[str], after: str = "") -> None:
@@ -38,9 +57,7 @@ class Terminal:
                    "Enter")
 
     def screen(self, escapes: bool = False) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", *(["-e"] if escapes else []),
-                               "-t", self.session],
-                              capture_output=True, text=True, check=True).stdout
+        return tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", self.session)
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float = 30,
                  escapes: bool = False) -> str:
@@ -54,7 +71,8 @@ class Terminal:
         raise AssertionError(f"the terminal never showed what was expected:\n{screen}")
 
     def press(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
+        tmux("send-keys", "-t", self.session, *keys)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", self.session],
+                       capture_output=True)
