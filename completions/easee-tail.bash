@@ -26,4 +26,3 @@ _easee_tail_completion_setup() {
 }
 
 _easee_tail_completion_setup;
-

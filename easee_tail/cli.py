@@ -23,7 +23,7 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue, describe, doctor, profiles, simulate
+from easee_tail import __version__, catalogue, completion, describe, doctor, profiles, simulate
 from easee_tail.credentials import (
     ConnectionDetails,
     EaseeApi,
@@ -332,6 +332,20 @@ def simulate_command(
                 connection.close()
     command.info(f"{sent:,} messages from {charger_count} chargers published to "
                  f"{details.display_url} ({'queue ' + queue if queue else 'exchange ' + str(exchange)})")
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(completion.SHELLS))
+@click.pass_context
+def completion_command(ctx: click.Context, /, shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish).
+
+    \b
+    easee-tail completion bash > ~/.local/share/bash-completion/completions/easee-tail
+    easee-tail completion zsh > "${fpath[1]}/_easee-tail"    # then start a new zsh
+    easee-tail completion fish > ~/.config/fish/completions/easee-tail.fish
+    """
+    click.echo(completion.script(ctx.find_root().command, shell), nl=False)
 
 
 @main.command("observations")
