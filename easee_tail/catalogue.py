@@ -43,9 +43,12 @@ class ObservationType:
         return None
 
 
-def describe_flags(mask: int, flags: Mapping[int, str]) -> str:
+def describe_flags(mask: int, flags: Mapping[int, str]) -> str | None:
+    """The names of the bits set; None for what cannot be a mask (negative, over 64 bits)."""
     if mask == 0:
         return "none"
+    if mask < 0 or mask >> 64:
+        return None
     names = []
     bit = 0
     while mask >> bit:

@@ -57,6 +57,7 @@ from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats, StatsLines
+from easee_tail.text import visible
 from easee_tail.token_cache import TokenCache
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
@@ -391,6 +392,7 @@ class _Command:
         self.redact = SECRETS
         self.stop = StopRequest()
         self.table: TableSink | None = None
+        self._prompted: str | None = None  # a password asked for, for a re-login mid-run
         self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
                               highlight=False, soft_wrap=True, markup=False)
 
@@ -430,8 +432,12 @@ class _Command:
             first, backlog = open_broker(refresh=False, quiet=False)
             if no_reconnect:
                 return first, backlog
+            def reopen(refresh: bool) -> Source:
+                with self.stop.interruptible():  # nothing is in hand while connecting
+                    return open_broker(refresh, quiet=True)[0]
+
             return ReconnectingSource(
-                first, lambda refresh: open_broker(refresh, quiet=True)[0],
+                first, reopen,
                 Backoff(max_retries=max_retries), self.notice, can_refresh=amqp_url is None,
             ), backlog
 
@@ -512,6 +518,8 @@ class _Command:
         """
         if given:
             return given
+        if self._prompted is not None:  # asked once this run: kept in memory, never on disk
+            return self._prompted
         if not self.env.stdin_isatty or self.table is not None:
             raise MissingPassword(
                 f"logging in as {username!r} needs a password (no usable cached token): pass "
@@ -519,6 +527,7 @@ class _Command:
         password: str = click.prompt(f"Easee password for {username}", hide_input=True,
                                      err=True)
         self.redact.add(password)
+        self._prompted = password
         return password
 
     def consume(
@@ -568,7 +577,9 @@ class _Command:
                                        keys=keys.read if keys else None, backlog=backlog)
                 sinks.append(self.table)
             else:
-                sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True, encoder=encoder))
+                env.stdout_bytes.flush()  # the sink writes to the descriptor itself
+                sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
+                                       encoder=encoder, give_up=self.stop.overdue))
             started = time.monotonic()
             ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
                          Limits(count, duration), self.stop)
@@ -578,9 +589,17 @@ class _Command:
         except EaseeTailError as problem:
             failure = problem
         finally:
-            self._close(source, sinks)  # the table stops before any error line is printed
-            if keys is not None:
-                keys.close()
+            # The terminal first (the table's cursor and screen, then the keys' modes), with
+            # signals only noted meanwhile: a second Ctrl-C must not leave it without echo.
+            self.stop.deferring = True
+            try:
+                self._close_sinks(sinks)  # the table stops before any error line
+            finally:
+                if keys is not None:
+                    keys.close()
+                self.stop.deferring = False
+                if source is not None:
+                    source.close()
         if failure is not None:
             self.fail(failure.message, failure.exit_code)
         if ending is Ending.PIPE_CLOSED or self.stop.signum == signal.SIGPIPE or cut_short:
@@ -592,9 +611,7 @@ class _Command:
         if ending is Ending.SIGNAL and self.stop.signum is not None:
             sys.exit(SIGNAL_EXIT.get(self.stop.signum, ExitCode.INTERRUPTED))
 
-    def _close(self, source: Source | None, sinks: list[Sink]) -> None:
-        if source is not None:
-            source.close()
+    def _close_sinks(self, sinks: list[Sink]) -> None:
         self.table = None
         while sinks:
             with contextlib.suppress(OSError, EaseeTailError):
@@ -604,18 +621,19 @@ class _Command:
         """News from a running pipeline (reconnecting, reconnected): above the table when
         there is one, else a line on stderr."""
         if self.table is not None:
-            self.table.notice(f"easee-tail: {self.redact(message)}")
+            self.table.notice(f"easee-tail: {visible(self.redact(message))}")
         else:
             self.info(message)
 
     def info(self, message: str) -> None:
-        self.stderr.print(f"easee-tail: {self.redact(message)}", style="dim")
+        self.stderr.print(f"easee-tail: {visible(self.redact(message))}", style="dim")
 
     def warn(self, message: str) -> None:
-        self.stderr.print(f"easee-tail: warning: {self.redact(message)}", style="yellow")
+        self.stderr.print(f"easee-tail: warning: {visible(self.redact(message))}",
+                          style="yellow")
 
     def fail(self, message: str, code: ExitCode) -> NoReturn:
-        self.stderr.print(f"easee-tail: error: {self.redact(message)}", style="red")
+        self.stderr.print(f"easee-tail: error: {visible(self.redact(message))}", style="red")
         sys.exit(code)
 
 

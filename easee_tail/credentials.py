@@ -5,6 +5,7 @@ The API is called only when needed (Easee rate-limits and may ban chatty clients
 
 from __future__ import annotations
 
+import email.utils
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from easee_tail import __version__
 from easee_tail.errors import (
     ApiReplyError,
+    ApiUnavailable,
     CredentialsRejected,
     EaseeTailError,
     IncompleteDetails,
@@ -203,11 +205,15 @@ class EaseeApi:
 
     def _json(self, reply: requests.Response, path: str) -> dict[str, Any]:
         if reply.status_code == 429:
-            wait = reply.headers.get("Retry-After")
-            raise ApiReplyError(
+            wait = retry_after(reply.headers.get("Retry-After"))
+            raise ApiUnavailable(
                 "the Easee API is rate-limiting this client (429)"
-                + (f"; retry after {wait} s" if wait else "; wait a few minutes before retrying")
-            )
+                + (f"; retry after {wait:.0f} s" if wait is not None
+                   else "; wait a few minutes before retrying"), wait)
+        if 500 <= reply.status_code < 600:
+            raise ApiUnavailable(
+                f"{path} on {self._shown_url} answered {reply.status_code}{_title(reply)}",
+                retry_after(reply.headers.get("Retry-After")))
         if reply.status_code != 200:
             raise ApiReplyError(
                 f"{path} on {self._shown_url} answered {reply.status_code}{_title(reply)}"
@@ -350,6 +356,22 @@ def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetai
         username=body["username"],
         password=body["password"],
     )
+
+
+def retry_after(header: str | None) -> float | None:
+    """Retry-After in seconds (it may be a number of seconds or an HTTP date), or None."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdecimal():
+        return float(header)
+    try:
+        moment = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - time.time())
 
 
 def _not_integration(reply: requests.Response) -> EaseeTailError:

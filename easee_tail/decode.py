@@ -38,6 +38,8 @@ _FALSE = frozenset({"false", "0"})
 _REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
 
 NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
+SURROGATE_NOTE = "text held a lone surrogate (not valid Unicode): replaced by U+FFFD"
+MAX_DEPTH = 64  # JSON nested deeper is unreadable: no real message nests a tenth of it
 
 
 class _Unreadable(Exception):
@@ -60,15 +62,16 @@ def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
             delivery, _json_or_text(delivery.body), kind, charger, route_id,
             arrival, received, latency_ms,
         )
+    notes: list[str] = []
     try:
-        body = _parse_json(delivery.body)
+        body = _parse_json(delivery.body, notes)
         if not isinstance(body, dict):
             raise _Unreadable("body is not a JSON object")
         if kind != "O" or route_id is None:
             charger, route_id = _ids_from_body(body, charger, delivery.routing_key)
         return _observation(
             delivery, body, catalogue.get(route_id), route_id, charger,
-            arrival, received, latency_ms,
+            arrival, received, latency_ms, notes,
         )
     except _Unreadable as problem:
         raw, raw_encoding = _body_as_text(delivery.body)
@@ -88,6 +91,25 @@ def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
         )
 
 
+def failed_record(delivery: Delivery, stage: str, problem: BaseException) -> ErrorRecord:
+    """The safety net's record: a bug met while `stage` ("decoding", "writing") this
+    delivery, named, with the message kept whole. Built from nothing that can fail."""
+    raw, raw_encoding = _body_as_text(delivery.body)
+    try:
+        headers = plain_headers(delivery.headers or {})
+    except Exception:
+        headers = {}
+    routing_key = str(delivery.routing_key)
+    return ErrorRecord(
+        kind="error", charger=routing_key.split(".")[0] or None, id=None,
+        error=f"internal error while {stage} this message: {type(problem).__name__}: "
+              f"{_first_line(problem)} (please report it)",
+        raw=raw, raw_encoding=raw_encoding, headers=headers, arrival=None,
+        received=datetime.fromtimestamp(delivery.received, UTC), latency_ms=None,
+        routing_key=routing_key, redelivered=delivery.redelivered,
+    )
+
+
 @lru_cache(maxsize=1)
 def _received_time(epoch: float) -> datetime:
     """A source stamps a whole batch at once; consecutive deliveries share the datetime."""
@@ -103,6 +125,7 @@ def _observation(
     arrival: datetime | None,
     received: datetime,
     latency_ms: float | None,
+    notes: list[str],
 ) -> Observation:
     wire_value = body.get("Value", _MISSING)
     if wire_value is _MISSING:
@@ -112,7 +135,6 @@ def _observation(
     stamp = body.get("Timestamp")
     if stamp is None:
         stamp = body.get("timestamp")
-    notes: list[str] = []
     timestamp = parse_time(stamp) if stamp is not None else None
     if stamp is not None and timestamp is None:
         notes.append(f"Timestamp {stamp!r} is not a time")
@@ -133,6 +155,9 @@ def _observation(
             raw, value = value, value[::-1]
         name, unit, value_type, tags = entry.name, entry.unit, entry.type, entry.tags
         label = entry.label(value)
+    if type(value) is float and value - value != 0.0:  # NaN or an infinity: JSON has neither
+        notes.append(f"value was {_float_name(value)}; JSON has no such number, so the "
+                     "JSON line says null")
     # Positional, in the schema's order: keyword arguments cost four times as much here.
     return Observation(
         "observation", charger, observation_id, name, value, unit, label, value_type, tags,
@@ -152,6 +177,9 @@ def _other_kind(
     latency_ms: float | None,
 ) -> Observation:
     record_kind, name = _OTHER_KINDS[kind]
+    notes: list[str] = []
+    if isinstance(body, str) and _has_surrogate(body):
+        body = _replace_surrogates(body, notes)
     label = None
     timestamp = None
     if isinstance(body, dict):
@@ -179,7 +207,7 @@ def _other_kind(
         routing_key=delivery.routing_key,
         redelivered=delivery.redelivered,
         raw=None,
-        notes=[],
+        notes=notes,
     )
 
 
@@ -208,9 +236,9 @@ def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
             raise ValueError
         if entry.carries_json:
             try:
-                return _parse_json(value.encode())
-            except _Unreadable:
-                notes.append("the value is not valid JSON; kept as text")
+                return _parse_json(value.encode(), notes)
+            except _Unreadable as problem:
+                notes.append(f"the value is not readable JSON ({problem}); kept as text")
         return value
     except (ValueError, TypeError, OverflowError):
         notes.append(f"value {_short(value)} is not a valid {entry.type}; kept as it came")
@@ -256,17 +284,59 @@ def _to_bool(value: object) -> bool:
     raise ValueError
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes, notes: list[str]) -> Any:
+    """JSON as every later stage can take it: nested at most MAX_DEPTH deep, text valid
+    Unicode (a lone surrogate, which no encoder writes, becomes U+FFFD with a note)."""
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
-    # orjson refuses what the standard library reads (integers beyond 64 bits, NaN);
-    # only malformed messages come this way, so its speed does not matter.
+    else:
+        # a body too short to nest that deep needs no look (the usual case)
+        if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+            _check_depth(parsed, 0)
+        return parsed
+    # orjson refuses what the standard library reads (integers beyond 64 bits, NaN, lone
+    # surrogates); only malformed messages come this way, so its speed does not matter.
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, RecursionError) as problem:
         raise _Unreadable(f"body is not valid JSON ({_first_line(problem)})") from None
+    _check_depth(parsed, 0)
+    return _without_surrogates(parsed, notes)
+
+
+def _check_depth(value: object, depth: int) -> None:
+    if isinstance(value, dict | list):
+        if depth >= MAX_DEPTH:
+            raise _Unreadable(f"JSON nested deeper than {MAX_DEPTH} levels")
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_depth(item, depth + 1)
+
+
+def _without_surrogates(value: Any, notes: list[str]) -> Any:
+    if isinstance(value, str):
+        return _replace_surrogates(value, notes) if _has_surrogate(value) else value
+    if isinstance(value, list):
+        return [_without_surrogates(item, notes) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key, notes): _without_surrogates(item, notes)
+                for key, item in value.items()}
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _replace_surrogates(text: str, notes: list[str]) -> str:
+    if SURROGATE_NOTE not in notes:
+        notes.append(SURROGATE_NOTE)
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _float_name(value: float) -> str:
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _json_or_text(body: bytes) -> object:
@@ -274,7 +344,7 @@ def _json_or_text(body: bytes) -> object:
     if not body:
         return None
     try:
-        return _parse_json(body)
+        return _parse_json(body, [])
     except _Unreadable:
         return _body_as_text(body)[0]
 

@@ -29,6 +29,9 @@ class ExitCode(IntEnum):
 
 class EaseeTailError(Exception):
     exit_code = ExitCode.ERROR
+    # A fault that may pass by itself (a restart, a network blip, a busy API): a running
+    # tail retries it with backoff instead of ending. At start, every error ends the run.
+    transient = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -51,14 +54,34 @@ class NotIntegrationAccount(EaseeTailError):
 
 class Unreachable(EaseeTailError):
     exit_code = ExitCode.UNREACHABLE
+    transient = True
 
 
 class TlsFailure(EaseeTailError):
+    """A certificate that does not verify: never retried, whatever the moment."""
+
     exit_code = ExitCode.TLS
+
+
+class TlsHandshakeFailed(TlsFailure):
+    """A TLS handshake cut short (EOF, reset, an alert) with no verification failure: a
+    broker or load balancer restarting looks like this."""
+
+    transient = True
 
 
 class ApiReplyError(EaseeTailError):
     exit_code = ExitCode.API_REPLY
+
+
+class ApiUnavailable(ApiReplyError):
+    """429 or 5xx: the API is busy or failing, not refusing us."""
+
+    transient = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the API asked us to wait, if it said
 
 
 class IncompleteDetails(ApiReplyError):
@@ -77,12 +100,17 @@ class QueueShared(EaseeTailError):
     exit_code = ExitCode.QUEUE_SHARED
 
 
+class QueueLocked(QueueShared):
+    """An exclusive queue that another connection holds (RESOURCE_LOCKED)."""
+
+
 class OutputFailure(EaseeTailError):
     exit_code = ExitCode.OUTPUT
 
 
 class BrokerClosed(EaseeTailError):
     exit_code = ExitCode.BROKER_CLOSED
+    transient = True
 
 
 class Redactor:

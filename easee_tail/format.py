@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ import orjson
 
 from easee_tail.model import ErrorRecord, Observation, Record
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
+from easee_tail.text import visible
 
 MAX_VALUE_WIDTH = 80
 
@@ -31,7 +33,7 @@ def display_value(record: Record) -> str:
     elif isinstance(value, int):
         text = str(value)
     else:
-        text = orjson.dumps(value).decode()
+        text = compact_json(value)
     if record.label is not None:
         text = f"{text} {record.label}"
     elif record.unit is not None:
@@ -77,8 +79,19 @@ def display_ago(seconds: float) -> str:
 
 
 def shorten(text: str, width: int = MAX_VALUE_WIDTH) -> str:
-    text = text.replace("\n", " ").replace("\r", " ")
+    text = visible(text.replace("\n", " ").replace("\r", " "))
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def compact_json(value: object) -> str:
+    """A value as one line of JSON text, for people; never fails."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits, say
+        try:
+            return json.dumps(value, default=repr, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return repr(value)[:1000]
 
 
 def display_duration(seconds: float) -> str:
@@ -118,7 +131,7 @@ def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
 def _wrapped(title: str, counts: Counter[str], width: int, shown: int = 20) -> list[str]:
     """`name count` pairs, the busiest first, wrapped under the title without splitting one."""
     top = counts.most_common(shown)
-    pieces = [f"{name} {count:,}," for name, count in top]
+    pieces = [f"{visible(name)} {count:,}," for name, count in top]
     pieces[-1] = pieces[-1].rstrip(",")
     if len(counts) > len(top):
         pieces.append(f"and {len(counts) - len(top)} more")

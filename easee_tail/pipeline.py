@@ -1,21 +1,29 @@
 """The consumer loop: source -> decode -> filter -> sinks, then acknowledge.
 
 This is the only place that acknowledges, and only after every sink has flushed what it
-was given: a message whose line is not out is never acked, so it stays in the queue.
+was given: a message whose line is not out is never acked, so it stays in the queue. When a
+sink could write only part of a batch (a stop while the reader was not reading), the loop
+acknowledges the messages before the first record that did not go out, and no more.
+
+Nothing a message carries can stop the loop: an exception from decode or from a sink's
+write becomes an error record naming it, written in the message's place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
 
+from easee_tail.decode import failed_record
+from easee_tail.errors import EaseeTailError
 from easee_tail.filters import Predicate
 from easee_tail.model import Delivery, Record
-from easee_tail.sinks import PipeClosed, Sink
+from easee_tail.sinks import PartialFlush, PipeClosed, Sink
 from easee_tail.source import Source
 
 
@@ -34,7 +42,7 @@ class Limits:
 
 
 class Interrupted(BaseException):
-    """A signal that arrived while nothing could be finished gracefully (connecting, say)."""
+    """A signal that arrived while nothing was in hand (connecting, asking the API)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -42,39 +50,51 @@ class Interrupted(BaseException):
 
 
 class StopRequest:
-    """Signal handling: raise at once, or, while consuming, finish the batch first.
+    """Signal handling: SIGINT, SIGTERM, SIGHUP and SIGPIPE all stop easee-tail.
 
-    SIGINT, SIGTERM, SIGHUP and SIGPIPE all stop easee-tail. While consuming, the batch in
-    hand is finished (written, acknowledged) and the loop ends; if that does not happen
-    within GRACE seconds (a write blocked on a pipe nobody reads, say), or a second signal
-    comes, it raises at once. Nothing unwritten is acknowledged either way.
+    Outside the consumer loop (connecting, asking the API) nothing is in hand, and a signal
+    raises Interrupted at once. Inside it, the handler only records the signal: the loop
+    finishes the batch in hand (written, then acknowledged) and ends. A write that a reader
+    holds up (a pipe nobody reads) gives up GRACE seconds after the signal, at a line
+    boundary; what it did not write is not acknowledged and stays in the queue.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
-    GRACE = 0.8  # seconds
+    GRACE = 1.0  # seconds a held-up write may take to finish its batch after a signal
+    CUT = 4.0  # seconds after which even a half-written line is given up
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.deferring = False
+        self.deferring = False  # set by the loop: record signals, do not raise
+        self._raising = 0  # inside `interruptible()`: raise even while deferring
+        self._at = 0.0  # monotonic time of the first signal
 
     def install(self) -> None:
         for signum in self.SIGNALS:
             signal.signal(signum, self._handle)
-        signal.signal(signal.SIGALRM, self._overdue)
-
-    def disarm(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.deferring and self.signum is None:
-            self.signum = signum
-            signal.setitimer(signal.ITIMER_REAL, self.GRACE)
-            return
-        raise Interrupted(self.signum or signum)
-
-    def _overdue(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.signum is not None:
+        if self.signum is None:
+            self.signum, self._at = signum, time.monotonic()
+        if not self.deferring or self._raising:
             raise Interrupted(self.signum)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A stretch of the loop with nothing in hand (a reconnection attempt): a signal
+        raises at once instead of waiting for it to end."""
+        if self.signum is not None and self.deferring:
+            raise Interrupted(self.signum)
+        self._raising += 1
+        try:
+            yield
+        finally:
+            self._raising -= 1
+
+    def overdue(self, cut: bool = False) -> bool:
+        """A signal came and a held-up write has had its time (CUT: even mid-line)."""
+        return self.signum is not None and \
+            time.monotonic() - self._at >= (self.CUT if cut else self.GRACE)
 
 
 def run(
@@ -91,27 +111,42 @@ def run(
     stop.deferring = True
     try:
         for batch in source.batches():
-            last_tag: int | None = None
-            for delivery in batch:
-                record = decode(delivery)
-                if keep is None or keep(record):
-                    for write in write_all:
-                        write(record)
-                    if remaining is not None:
-                        remaining -= 1
-                last_tag = delivery.tag
-                if remaining == 0:
-                    break
-            if last_tag is not None:
+            if batch:
+                # the index in the batch of each record handed to the sinks
+                written: list[int] = []
+                handed = 0
+                for index, delivery in enumerate(batch):
+                    try:
+                        record = decode(delivery)
+                    except Exception as bug:  # a decoder bug must not become a poison message
+                        record = failed_record(delivery, "decoding", bug)
+                    if keep is None or keep(record):
+                        _write(write_all, record, delivery)
+                        written.append(index)
+                        if remaining is not None:
+                            remaining -= 1
+                    handed = index + 1
+                    if remaining == 0:
+                        break
                 try:
                     for sink in sinks:
                         sink.flush()
                 except PipeClosed:
                     return Ending.PIPE_CLOSED
-                source.ack_through(last_tag)
+                except PartialFlush as partial:
+                    # ack what came before the first record that did not go out
+                    first_missing = written[partial.written] \
+                        if partial.written < len(written) else handed
+                    if first_missing:
+                        source.ack_through(batch[first_missing - 1].tag)
+                    return Ending.SIGNAL
+                source.ack_through(batch[handed - 1].tag)
             now = time.monotonic()
-            for sink in sinks:
-                sink.tick(now)
+            try:
+                for sink in sinks:
+                    sink.tick(now)
+            except PipeClosed:  # the reader left while nothing was being written
+                return Ending.PIPE_CLOSED
             if remaining == 0:
                 return Ending.COUNT_REACHED
             if stop.signum is not None:
@@ -121,4 +156,14 @@ def run(
         return Ending.SOURCE_ENDED
     finally:
         stop.deferring = False
-        stop.disarm()
+
+
+def _write(write_all: Sequence[Callable[[Record], None]], record: Record,
+           delivery: Delivery) -> None:
+    for write in write_all:
+        try:
+            write(record)
+        except EaseeTailError:
+            raise
+        except Exception as bug:  # a sink that cannot take a record gets its error record
+            write(failed_record(delivery, "writing", bug))

@@ -1,8 +1,9 @@
 """Where records go: JSON lines (stdout, --save file), the live table, statistics.
 
 Every sink has the same four calls. `write` may buffer; `flush` must leave everything
-written so far in the hands of the OS (the loop acknowledges right after); `tick` lets a
-sink do timed work (redraw) from the loop's thread; `close` ends it.
+written so far in the hands of the OS (the loop acknowledges right after), or raise
+PartialFlush saying how much it did; `tick` lets a sink do timed work (redraw, noticing a
+reader that left) from the loop's thread; `close` ends it.
 """
 
 from __future__ import annotations
@@ -24,3 +25,12 @@ class Sink(Protocol):
 
 class PipeClosed(Exception):
     """The reader of stdout went away (`| head`): stop quietly, ack nothing more."""
+
+
+class PartialFlush(Exception):
+    """`flush` gave up after a stop (a reader that does not read): only the first `written`
+    records handed over since the last flush are out, each line whole."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(written)
+        self.written = written

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from easee_tail.format import display_ago, display_state_value, sparkline
 from easee_tail.state import ChargerState, FleetState, Group, Latest
+from easee_tail.text import visible
 
 HIGHLIGHT = 2.5  # seconds a changed value stays highlighted
 _LABEL_WIDTH = 8  # "status", "power", "link", "other"
@@ -48,7 +49,7 @@ def state_lines(
 def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
            silent_after: float) -> list[Text]:
     first = Text(no_wrap=True, overflow="ellipsis")
-    first.append(charger.serial, style="bold")
+    first.append(visible(charger.serial), style="bold")
     first.append(f"  {charger.count:,} messages", style="dim")
     if charger.errors:
         first.append(f" · {charger.errors} unreadable", style="red")

@@ -33,6 +33,7 @@ from easee_tail.sinks.state_view import state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
+from easee_tail.text import visible
 
 REDRAWS_PER_SECOND = 5
 VIEWS = ("stream", "state")
@@ -158,7 +159,7 @@ class TableSink:
         header.append("\n")
         header.append("per charger", style="dim")
         for serial, count in stats.per_charger.most_common(_HEADER_CHARGERS):
-            header.append(f" {serial} ")
+            header.append(f" {visible(serial)} ")
             header.append(f"{count:,}", style="bold")
         if len(stats.per_charger) > _HEADER_CHARGERS:
             header.append(f" … {len(stats.per_charger) - _HEADER_CHARGERS} more", style="dim")
@@ -226,7 +227,7 @@ def _cells(record: Record) -> list[tuple[str, str]]:
     latency_text = display_latency(latency)
     if latency is not None and latency < 0:
         latency_text = "⚠ " + latency_text
-    charger = record.charger or "?"
+    charger = visible(record.charger or "?")
     if record.redelivered:  # seen before a reconnect, perhaps: at-least-once, marked
         charger = "↻ " + charger
     return [

@@ -22,9 +22,11 @@ from easee_tail.errors import (
     BrokerClosed,
     BrokerLoginRefused,
     EaseeTailError,
+    QueueLocked,
     QueueNotFound,
     QueueShared,
     TlsFailure,
+    TlsHandshakeFailed,
     Unreachable,
 )
 from easee_tail.model import Delivery
@@ -35,6 +37,7 @@ HEARTBEAT = 30  # seconds
 DEFAULT_PREFETCH = 1000
 PEEK_MEMORY = 100_000  # --peek: messages remembered as shown, so that a bounce is not shown
 PEEK_BOUNCE_PAUSE = 0.005  # seconds: a message that came back to us is left to the others
+RESOURCE_LOCKED = 405  # AMQP reply code: an exclusive queue of another connection
 ACK_EVERY = 200  # a fifth of the default prefetch: the broker never waits for credit
 
 
@@ -95,7 +98,10 @@ class BrokerSource:
             body: bytes,
         ) -> None:
             nonlocal stamp
-            if self._peek and self._shown_before(method.routing_key, body, properties.headers):
+            routing_key = method.routing_key
+            if not isinstance(routing_key, str):  # pika hands over bytes that are not UTF-8
+                routing_key = bytes(routing_key).decode("utf-8", "backslashreplace")
+            if self._peek and self._shown_before(routing_key, body, properties.headers):
                 # back again: return it at once, out of the other consumer's way
                 _channel.basic_nack(method.delivery_tag, requeue=True)
                 time.sleep(PEEK_BOUNCE_PAUSE)
@@ -103,11 +109,13 @@ class BrokerSource:
             if not pending:  # pika hands over what one read brought: one time stamps them all
                 stamp = clock()
             pending.append(Delivery(
-                method.routing_key, body, properties.headers, stamp,
+                routing_key, body, properties.headers, stamp,
                 method.redelivered, method.delivery_tag,
             ))
 
+        cancelled: list[object] = []
         try:
+            self._channel.add_on_cancel_callback(cancelled.append)
             self._channel.basic_consume(self._details.queue, on_message, auto_ack=False)
             while True:
                 self._read(IDLE_TICK)
@@ -122,12 +130,36 @@ class BrokerSource:
                         yield batch[start:start + ACK_EVERY]
                 else:
                     yield ()
+                # what arrived before it is written and acked; then the stream has stopped
+                if self._channel.is_closed:
+                    raise BrokerClosed(f"the broker closed the channel{_closing(self._channel)}")
+                if cancelled:
+                    raise self._consumer_cancelled()
         except pika.exceptions.ChannelClosedByBroker as closed:
             raise BrokerClosed(
                 f"the broker closed the channel ({closed.reply_code}: {closed.reply_text})"
             ) from None
         except (pika.exceptions.AMQPError, OSError) as lost:
             raise BrokerClosed(f"the connection to {self.server} was lost: {_reason(lost)}") from None
+
+    def _consumer_cancelled(self) -> EaseeTailError:
+        """The broker cancelled our consumer (basic.cancel): the queue was deleted, or its
+        node failed over. Which of the two decides whether the run can go on."""
+        assert self._connection is not None
+        queue = self._details.queue
+        try:
+            channel = self._connection.channel()
+            queue_state(channel, self._details)
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                channel.close()
+        except QueueNotFound:
+            return QueueNotFound(f"the queue {queue!r} was deleted on {self.server} while "
+                                 "easee-tail consumed it (the broker cancelled the consumer)")
+        except (pika.exceptions.AMQPError, OSError) as lost:
+            return BrokerClosed(f"the broker cancelled the consumer of {queue!r} and the "
+                                f"connection was lost: {_reason(lost)}")
+        return BrokerClosed(f"the broker cancelled the consumer of {queue!r} (the queue is "
+                            "still there: a node failover or a policy change)")
 
     def _read(self, time_limit: float) -> None:
         assert self._connection is not None
@@ -213,6 +245,11 @@ def queue_state(channel: BlockingChannel, details: ConnectionDetails) -> QueueSt
     try:
         declared = channel.queue_declare(details.queue, passive=True)
     except pika.exceptions.ChannelClosedByBroker as closed:
+        if closed.reply_code == RESOURCE_LOCKED:
+            raise QueueLocked(
+                f"the queue {details.queue!r} on {details.display_url} is exclusive to another "
+                f"connection (in use by another connection): {closed.reply_text}"
+            ) from None
         raise QueueNotFound(
             f"the queue {details.queue!r} does not exist on {details.display_url} "
             f"(or this user may not read it): {closed.reply_text}"
@@ -230,7 +267,7 @@ def _connection_error(failed: BaseException, details: ConnectionDetails) -> Ease
                 "if it uses a private CA, pass --ca-file"
             )
         if isinstance(cause, ssl.SSLError):
-            return TlsFailure(
+            return TlsHandshakeFailed(
                 f"the TLS handshake with the broker {where} failed ({describe_tls_error(cause)}); "
                 "is that port a TLS (amqps) port?"
             )
@@ -267,6 +304,14 @@ def _causes(problem: BaseException) -> Iterator[BaseException]:
         if isinstance(wrapped, BaseException):
             stack.append(wrapped)
         stack.extend(c for c in (current.__cause__, current.__context__) if c is not None)
+
+
+def _closing(channel: BlockingChannel) -> str:
+    """Why the broker closed the channel: pika keeps the reason, with no public accessor."""
+    reason = getattr(channel, "_closing_reason", None)
+    if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+        return f" ({reason.reply_code}: {reason.reply_text})"
+    return ""
 
 
 def _reason(problem: BaseException) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from easee_tail.errors import BrokerClosed, BrokerLoginRefused, Unreachable
+from easee_tail.errors import ApiUnavailable, BrokerClosed, BrokerLoginRefused, EaseeTailError
 from easee_tail.model import Delivery
 from easee_tail.source import IDLE_TICK, Source
 
@@ -24,6 +24,7 @@ class Backoff:
     first: float = 0.5  # seconds before the first attempt (at most)
     cap: float = 30.0  # the longest wait between attempts
     max_retries: int | None = None  # None: keep trying
+    retry_after_cap: float = 300.0  # the longest an API's Retry-After is honoured
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential, capped, with jitter: somewhere in the upper half of the ceiling, so
@@ -59,7 +60,9 @@ class ReconnectingSource:
             try:
                 yield from source.batches()
                 return
-            except BrokerClosed as lost:
+            except EaseeTailError as lost:
+                if not lost.transient:  # the queue was deleted, say: that ends the run
+                    raise
                 reason = lost.message
             source.close()
             self._current = None
@@ -79,6 +82,7 @@ class ReconnectingSource:
     def _reconnect(self, reason: str) -> Iterator[Sequence[Delivery]]:
         refresh = False
         attempt = 0
+        told_to_wait = 0.0  # an API's Retry-After: never come back sooner
         lost_at = time.monotonic()
         while True:
             attempt += 1
@@ -86,13 +90,14 @@ class ReconnectingSource:
             if limit is not None and attempt > limit:
                 self.status = None
                 raise BrokerClosed(f"{reason}; gave up after {limit} reconnection attempt(s)")
-            delay = self._backoff.delay(attempt, self._rng)
+            delay = max(self._backoff.delay(attempt, self._rng), told_to_wait)
             self.status = f"reconnecting (attempt {attempt}, next in {delay:.1f} s)"
             self._notify(f"{reason}; {self.status}")
             deadline = time.monotonic() + delay
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(IDLE_TICK, left))
                 yield ()  # the loop checks for signals, --duration and redraws meanwhile
+            told_to_wait = 0.0
             try:
                 self._current = self._connect(refresh)
             except BrokerLoginRefused as refused:
@@ -100,8 +105,12 @@ class ReconnectingSource:
                     raise
                 reason, refresh = refused.message, True
                 continue
-            except (Unreachable, BrokerClosed) as failed:
+            except EaseeTailError as failed:
+                if not failed.transient:  # a certificate, a deleted queue, refused credentials
+                    raise
                 reason = failed.message
+                if isinstance(failed, ApiUnavailable) and failed.retry_after is not None:
+                    told_to_wait = min(failed.retry_after, self._backoff.retry_after_cap)
                 continue
             self.status = None
             self._notify(f"reconnected to {self._current.server} after "
