@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,6 +40,7 @@ _REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it
 
 NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
 SURROGATE_NOTE = "text held a lone surrogate (not valid Unicode): replaced by U+FFFD"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins pairs: what is left is lone
 MAX_DEPTH = 64  # JSON nested deeper is unreadable: no real message nests a tenth of it
 
 
@@ -332,7 +334,7 @@ def _has_surrogate(text: str) -> bool:
 def _replace_surrogates(text: str, notes: list[str]) -> str:
     if SURROGATE_NOTE not in notes:
         notes.append(SURROGATE_NOTE)
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _float_name(value: float) -> str:

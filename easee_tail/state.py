@@ -45,6 +45,9 @@ class ChargerState:
     latest: dict[int | str, Latest] = field(default_factory=dict)  # by id, or by kind name
 
 
+_PLOTTABLE = 1 << 53  # integers a float holds exactly; beyond, a sparkline means nothing
+
+
 class FleetState:
     def __init__(self, table: Catalogue) -> None:
         self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
@@ -73,8 +76,9 @@ class FleetState:
                 self._changed.append(latest)
             latest.record = record
         value = record.value
-        if latest.history is not None and isinstance(value, int | float) \
-                and not isinstance(value, bool) and math.isfinite(value):
+        if latest.history is not None and (
+                (type(value) is float and math.isfinite(value))
+                or (type(value) is int and -_PLOTTABLE < value < _PLOTTABLE)):
             latest.history.append(float(value))
 
     def flush(self) -> None:

@@ -6,13 +6,17 @@ start fails the session loudly.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import ssl
+import struct
 import subprocess
+import termios
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from pytest_httpserver import HTTPServer
 
 from tests.harness.certs import Certificates, make_certificates
 from tests.harness.rabbit import PASSWORD, USER, RabbitBroker
+from tests.harness.terminal import Terminal
 
 TOKEN = "integration-token-S3cr3tAAAA"  # recognisable: leak checks look for these values
 LOGIN_PASSWORD = "login-password-Pw9876zz"
@@ -76,6 +81,29 @@ class BrokerQueue:
                     pika.BasicProperties(headers=dict(headers) if headers else None,
                                          delivery_mode=2),
                 )
+
+    def consumer_count(self) -> int:
+        with self.broker.channel() as channel:
+            count: int = channel.queue_declare(self.name, passive=True).method.consumer_count
+            return count
+
+    def wait_for_consumers(self, count: int, timeout: float = 30) -> None:
+        """Wait for the sign that a consumer is attached (or has left)."""
+        deadline = time.monotonic() + timeout
+        while self.consumer_count() != count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} never had {count} consumer(s)")
+            time.sleep(0.1)
+
+    def drain(self) -> list[bytes]:
+        """Take every ready message out of the queue (acknowledged): what was left."""
+        bodies: list[bytes] = []
+        with self.broker.channel() as channel:
+            while True:
+                method, _properties, body = channel.basic_get(self.name, auto_ack=True)
+                if method is None:
+                    return bodies
+                bodies.append(body)
 
     def depth(self) -> int:
         """Messages ready in the queue (not counting ones a live consumer holds)."""
@@ -199,3 +227,67 @@ def signal_and_wait(process: subprocess.Popen[str], signum: int) -> tuple[int, f
     stderr = process.stderr.read()
     assert "Traceback" not in stderr and "internal error" not in stderr
     return code, took, stderr
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., Terminal]]:
+    """Start a command in a fresh terminal (tmux) of width x height, 120 x 30 unless told."""
+    opened: list[Terminal] = []
+
+    def start(command: list[str], width: int = 120, height: int = 30) -> Terminal:
+        screen = Terminal.open(width, height)
+        opened.append(screen)
+        screen.run(command)
+        return screen
+
+    yield start
+    for screen in opened:
+        screen.close()
+
+
+class Lines:
+    """A stream of a running process read line by line in a thread, so that a test can wait
+    for a line as the sign of a state (never a fixed sleep)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"never saw {text!r} in:\n{''.join(self.lines)}")
+                self._changed.wait(left)
+
+    @property
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+def pipe_fill(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD on its read end)."""
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
+def wait_for_full_pipe(fd: int, timeout: float = 30) -> None:
+    """The sign that the writer of the pipe is held up: it holds nearly its 64 KiB."""
+    deadline = time.monotonic() + timeout
+    while pipe_fill(fd) < 60_000:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the pipe never filled ({pipe_fill(fd)} bytes)")
+        time.sleep(0.05)

@@ -22,6 +22,7 @@ from tests.conftest import (
     api_args,
     assert_no_secrets,
     stream_details,
+    wait_for_full_pipe,
 )
 from tests.harness.proxy import TcpProxy
 from tests.harness.rabbit import PASSWORD, USER, RabbitBroker
@@ -94,7 +95,7 @@ def test_forced_close_while_a_batch_is_unacked_redelivers_it_marked(
     process = cli.popen("--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
                         "--ca-file", str(cli.certs.ca_file), "--jsonl", "--prefetch", "500")
     assert process.stdout is not None
-    time.sleep(2)  # it fills the pipe (64 KiB, some 170 lines) and blocks
+    wait_for_full_pipe(process.stdout.fileno())  # the sign: it blocks writing
     close_connections(rabbit)
     received: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
@@ -267,7 +268,8 @@ def test_a_slow_reader_holds_back_the_broker_through_the_prefetch_window(
     process = cli.popen("--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
                         "--ca-file", str(cli.certs.ca_file), "--jsonl", "--prefetch", "300")
     try:
-        time.sleep(3)
+        assert process.stdout is not None
+        wait_for_full_pipe(process.stdout.fileno())  # the sign: it blocks writing
         ready, unacked = queue_counts(rabbit, queue)
         assert unacked <= 300
         assert ready >= 5000 - 300 - 400  # at most the window, plus what the 64 KiB pipe took

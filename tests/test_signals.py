@@ -1,11 +1,14 @@
-"""Signals at every stage: connecting, consuming, blocked mid-write, in reconnect backoff.
-Each ends easee-tail within a second, with its documented exit code and whole lines."""
+"""Signals at every stage: connecting, consuming, in reconnect backoff (a write held up by
+the reader is in test_silence.py). Each ends easee-tail promptly, with its documented exit
+code and whole lines. Each signal is sent on a sign of the stage, never after a sleep; the
+bounds are loose (seconds) so that a loaded machine passes too."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -42,7 +45,7 @@ def test_hangup_and_sigpipe_while_consuming(
                         "--prefetch", "200", stdout=subprocess.DEVNULL)
     wait_for(lambda: save.exists() and save.read_text().count("\n") >= 300, "300 lines")
     code, took, _stderr = signal_and_wait(process, signum)
-    assert code == EXPECTED[signum] and took < 1.5
+    assert code == EXPECTED[signum] and took < 5
     saved = save.read_text()
     assert saved.endswith("\n")
     lines = saved.splitlines()
@@ -52,30 +55,18 @@ def test_hangup_and_sigpipe_while_consuming(
 
 
 def test_sigterm_while_the_api_has_not_answered_yet(cli: Runner, httpserver: HTTPServer) -> None:
+    asked = threading.Event()
+
     def slow(_request: Request) -> Response:
+        asked.set()
         time.sleep(8)
         return Response("{}", content_type="application/json")
 
     httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(slow)
     process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
-    time.sleep(1.0)
+    assert asked.wait(30)  # the sign: easee-tail is waiting for the API
     code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
-    assert code == 143 and took < 1.0
-
-
-def test_sigterm_while_blocked_writing_to_a_pipe_nobody_reads(
-    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
-) -> None:
-    queue.publish_many(numbered(0, 3000))
-    process = cli.popen(*amqp(rabbit, queue, cli), "--jsonl", "--prefetch", "500")
-    time.sleep(2)  # the 64 KiB pipe is full: easee-tail sits in write()
-    code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
-    assert code == 143 and took < 1.5
-    assert process.stdout is not None
-    written = process.stdout.read().splitlines()
-    for line in written[:-1]:  # the last may be cut: it was never fully written
-        json.loads(line)
-    assert 3000 - queue.depth() <= len(written)
+    assert code == 143 and took < 5  # not the API's 8 s
 
 
 def test_sigint_during_reconnect_backoff(
@@ -87,12 +78,11 @@ def test_sigint_during_reconnect_backoff(
     try:
         assert process.stderr is not None
         first = process.stderr.readline() + process.stderr.readline()
-        assert "reconnecting (attempt" in first
-        time.sleep(1.5)
+        assert "reconnecting (attempt" in first  # the sign: in the backoff
         code, took, _stderr = signal_and_wait(process, signal.SIGINT)
     finally:
         rabbit.ctl("start_app")
-    assert code == 130 and took < 1.0
+    assert code == 130 and took < 5
 
 
 def test_demo_stopped_by_each_signal(cli: Runner) -> None:
@@ -101,7 +91,7 @@ def test_demo_stopped_by_each_signal(cli: Runner) -> None:
         assert process.stdout is not None
         process.stdout.readline()
         exit_code, took, _stderr = signal_and_wait(process, signum)
-        assert (exit_code, took < 1.0) == (code, True), signum
+        assert (exit_code, took < 5) == (code, True), signum
 
 
 def test_api_details_then_sigterm_mid_stream(
@@ -112,4 +102,4 @@ def test_api_details_then_sigterm_mid_stream(
     process = cli.popen("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl")
     wait_for(lambda: queue_consumers(rabbit, queue) == 1, "easee-tail to consume")
     code, took, _stderr = signal_and_wait(process, signal.SIGTERM)
-    assert code == 143 and took < 1.0
+    assert code == 143 and took < 5

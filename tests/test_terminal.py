@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,22 +24,6 @@ from tests.harness.rabbit import RabbitBroker
 from tests.harness.terminal import Terminal
 
 WIDTH, HEIGHT = 120, 30
-
-
-@pytest.fixture
-def terminal() -> Iterator[Callable[..., Terminal]]:
-    """Start a command in a fresh terminal of WIDTH x HEIGHT (or the size given)."""
-    opened: list[Terminal] = []
-
-    def start(command: list[str], width: int = WIDTH, height: int = HEIGHT) -> Terminal:
-        screen = Terminal.open(width, height)
-        opened.append(screen)
-        screen.run(command)
-        return screen
-
-    yield start
-    for screen in opened:
-        screen.close()
 
 
 def test_live_table_shows_observations_and_ctrl_c_prints_the_summary(

@@ -162,8 +162,11 @@ class JsonlSink:
                 if self._give_up(not at_line_end):
                     raise PartialFlush(bisect.bisect_right(ends, done))
                 continue
-            # at most PIPE_BUF bytes: a pipe that polls writable takes them without blocking
-            done += os.write(self._fd, view[done:done + select.PIPE_BUF])
+            # At most PIPE_BUF bytes, which a pipe that polls writable takes whole without
+            # blocking, ending at a line's end unless one line alone is longer.
+            last = bisect.bisect_right(ends, done + select.PIPE_BUF) - 1
+            end = ends[last] if last >= 0 and ends[last] > done else done + select.PIPE_BUF
+            done += os.write(self._fd, view[done:end])
 
     def tick(self, now: float) -> None:
         if self._pipe:  # a pipe whose reader left polls as an error, messages or not

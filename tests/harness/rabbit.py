@@ -142,6 +142,27 @@ class RabbitBroker:
         )
         return result.stdout
 
+    def consumers(self, queue: str) -> list[tuple[str, str]]:
+        """(channel pid, consumer tag) of each consumer of the queue."""
+        listed = self.ctl("list_consumers", "-q", "queue_name", "channel_pid", "consumer_tag")
+        return [(pid, tag) for name, pid, tag in
+                (line.split("\t") for line in listed.splitlines() if line.count("\t") == 2)
+                if name == queue]
+
+    def cancel_consumers(self, queue: str) -> None:
+        """The broker sends basic.cancel to each consumer of the queue, which stays: what a
+        client sees when a queue's node fails over."""
+        for pid, tag in self.consumers(queue):
+            self.ctl("eval", f'rabbit_channel:send_command(rabbit_misc:string_to_pid("{pid}"), '
+                             f"{{'basic.cancel', <<\"{tag}\">>, false}}).")
+
+    def close_consumer_channels(self, queue: str, code: int, text: str) -> None:
+        """The broker closes the channel of each consumer of the queue with a channel error,
+        as its consumer_timeout does (406 PRECONDITION_FAILED)."""
+        for pid, _tag in self.consumers(queue):
+            self.ctl("eval", f'rabbit_channel:send_command(rabbit_misc:string_to_pid("{pid}"), '
+                             f"{{'channel.close', {code}, <<\"{text}\">>, 0, 0}}).")
+
     def plain_connection(self) -> pika.BlockingConnection:
         """For the tests' own publishing and inspection (the product always uses TLS here)."""
         return pika.BlockingConnection(pika.ConnectionParameters(
