@@ -323,7 +323,7 @@ def simulate_command(
         connection = connect(details, ca_file, name="easee-tail simulate")
         sent = simulate.publish(
             connection, fleet, simulate.Target(queue, exchange), rate, count, duration,
-            lambda sent: command.info(f"{sent:,} messages published"),
+            lambda sent: command.info(f"{sent:,} messages published"), command.warn,
         )
     except EaseeTailError as problem:
         command.fail(problem.message, problem.exit_code)

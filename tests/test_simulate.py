@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
-from tests.conftest import BrokerQueue, Runner
+from tests.conftest import BrokerQueue, Lines, Runner
 from tests.harness.rabbit import PASSWORD, RabbitBroker
 
 OPMODE_NEXT = {  # what the simulated charger may do next, besides rebooting (back to 1)
@@ -74,3 +75,27 @@ def test_simulate_to_an_exchange_and_its_errors(
                       "--ca-file", str(cli.certs.ca_file), "--count", "1")
     assert missing.returncode == 9 and "absent.Q" in missing.stderr
     assert PASSWORD not in missing.stderr
+
+
+def test_a_broker_in_disk_alarm_is_explained_while_simulate_waits(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    """A disk alarm blocks publishers (connection.blocked): simulate says so within seconds
+    instead of waiting five minutes in silence, and carries on when the alarm clears."""
+    process = cli.popen("simulate", "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                        "--ca-file", str(cli.certs.ca_file), "--rate", "200", "--count", "600")
+    assert process.stderr is not None
+    stderr = Lines(process.stderr)
+    deadline = time.monotonic() + 30
+    while queue.depth() < 10:  # the sign: it is publishing
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    limit = rabbit.ctl("eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
+    rabbit.ctl("set_disk_free_limit", "100000GB")  # more than any disk: the alarm goes off
+    try:
+        stderr.wait_for("the broker is blocking publishers")
+    finally:
+        rabbit.ctl("set_disk_free_limit", limit)
+    stderr.wait_for("publishing resumed after")
+    assert process.wait(timeout=60) == 0, stderr.text
+    assert "600 messages from 10 chargers published" in stderr.text

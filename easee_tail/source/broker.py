@@ -34,6 +34,7 @@ from easee_tail.source import IDLE_TICK
 from easee_tail.tls import client_context, describe_tls_error
 
 HEARTBEAT = 30  # seconds
+BLOCKED_TIMEOUT = 300  # seconds pika waits on a connection the broker blocked
 DEFAULT_PREFETCH = 1000
 PEEK_MEMORY = 100_000  # --peek: messages remembered as shown, so that a bounce is not shown
 PEEK_BOUNCE_PAUSE = 0.005  # seconds: a message that came back to us is left to the others
@@ -212,7 +213,7 @@ def connect(
         virtual_host=details.virtual_host,
         credentials=pika.PlainCredentials(details.username, details.password),
         heartbeat=heartbeat,
-        blocked_connection_timeout=300,
+        blocked_connection_timeout=BLOCKED_TIMEOUT,
         connection_attempts=1,
         socket_timeout=10,
         stack_timeout=20,

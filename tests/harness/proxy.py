@@ -19,6 +19,7 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._silent = threading.Event()  # when set, bytes are swallowed, not forwarded
+        self._hang_up = threading.Event()  # when set, a new connection's TLS hello is cut
         self._closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -40,6 +41,14 @@ class TcpProxy:
         else:
             self._silent.clear()
 
+    def hang_up_in_handshake(self, on: bool = True) -> None:
+        """New connections read the client's TLS hello and end cleanly (EOF) before any
+        answer: a broker or load balancer going down mid-handshake."""
+        if on:
+            self._hang_up.set()
+        else:
+            self._hang_up.clear()
+
     def close(self) -> None:
         self._closed.set()
         self.cut()
@@ -52,6 +61,12 @@ class TcpProxy:
             except OSError:
                 return
             if self._silent.is_set():
+                client.close()
+                continue
+            if self._hang_up.is_set():
+                with contextlib.suppress(OSError):
+                    client.recv(65536)  # the hello, read: the close is an EOF, not a reset
+                    client.shutdown(socket.SHUT_RDWR)
                 client.close()
                 continue
             try:

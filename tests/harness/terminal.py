@@ -70,6 +70,17 @@ class Terminal:
             time.sleep(0.2)
         raise AssertionError(f"the terminal never showed what was expected:\n{screen}")
 
+    def cursor_visible(self) -> bool:
+        """Whether the program has the cursor shown (a live table hides it)."""
+        return tmux("display-message", "-p", "-t", self.session, "#{cursor_flag}").strip() == "1"
+
+    def wait_until(self, predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never saw {what}:\n{self.screen()}")
+            time.sleep(0.1)
+
     def press(self, *keys: str) -> None:
         tmux("send-keys", "-t", self.session, *keys)
 
