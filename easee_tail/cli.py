@@ -6,6 +6,7 @@ Nothing here decides how to decode, filter or draw; it wires the stages together
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from easee_tail.credentials import (
     EaseeApi,
     Login,
     StreamCredentials,
+    mask_url,
     parse_amqp_url,
 )
 from easee_tail.decode import decode
@@ -106,6 +108,15 @@ def main() -> None:
     """
 
 
+def _stream_offset(_ctx: click.Context, _param: click.Parameter, value: str | None
+                   ) -> str | int | None:
+    if value is None or value in ("first", "last", "next"):
+        return value
+    if value.isdecimal():
+        return int(value)
+    raise click.BadParameter("give first, last, next or an offset (a whole number)")
+
+
 @main.command("tail")
 @profile_option
 @credential_options
@@ -117,6 +128,9 @@ def main() -> None:
 @click.option("--peek", is_flag=True,
               help="Look without taking: every message goes back to the queue after it is shown "
                    "(prefetch 1). Costs other consumers delay; see README.")
+@click.option("--stream-offset", metavar="first|last|next|N", callback=_stream_offset,
+              help="For a stream queue: where to start reading (a consumer without it starts "
+                   "at the next new message, so what was waiting is not shown).")
 @click.option("--no-reconnect", is_flag=True,
               help="Exit (code 12) when the connection is lost instead of reconnecting.")
 @click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
@@ -200,8 +214,9 @@ def connection_command(
     if as_json:
         env.stdout.write(json.dumps(fields, indent=2) + "\n")
     else:
-        width = max(map(len, fields))
-        env.stdout.write("".join(f"{key:<{width}}  {value}\n" for key, value in fields.items()))
+        width = max(map(len, fields))  # the API's texts, shown with their controls visible
+        env.stdout.write("".join(f"{key:<{width}}  {visible(str(value))}\n"
+                                 for key, value in fields.items()))
 
 
 @main.command("doctor")
@@ -234,7 +249,7 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
     if not jsonl:
         checked = "direct AMQP URL" if isinstance(credentials, ConnectionDetails) \
             else credentials.api.base_url
-        out.print(f"easee-tail doctor: {checked}", style="bold")
+        out.print(f"easee-tail doctor: {visible(checked)}", style="bold")
     command.stop.install()
     checker = doctor.Doctor(target, report)
     checker.run()
@@ -257,9 +272,9 @@ def profiles_command(as_json: bool) -> None:
         return
     env.stdout.write(f"{path}{'' if path.exists() else ' (does not exist yet)'}\n")
     for name, profile in sorted(found.items()):
-        env.stdout.write(f"\n[profile.{name}]{'  (default)' if name == default else ''}\n")
+        env.stdout.write(f"\n[profile.{visible(name)}]{'  (default)' if name == default else ''}\n")
         for key, value in profile.values.items():
-            env.stdout.write(f"  {key} = {json.dumps(value, ensure_ascii=False)}\n")
+            env.stdout.write(f"  {visible(key)} = {visible(json.dumps(value, ensure_ascii=False))}\n")
     if not found:
         env.stdout.write("no profiles; see README (Profiles) for the format\n")
 
@@ -400,7 +415,7 @@ class _Command:
         self, token: str | None, username: str | None, password: str | None, api_url: str,
         amqp_url: str | None, queue: str | None, ca_file: str | None, prefetch: int,
         allow_shared: bool, peek: bool, no_reconnect: bool, max_retries: int | None, heartbeat: int,
-        insecure: bool, **options: Any,
+        insecure: bool, stream_offset: str | int | None, **options: Any,
     ) -> None:
         details = self.details_getter(token, username, password, api_url, amqp_url, queue,
                                       ca_file, insecure)
@@ -411,7 +426,8 @@ class _Command:
                 self.warn(f"the connection details ask for a plain (unencrypted) connection to "
                           f"{details_now.server}: the stream is readable on the network")
             source = BrokerSource(details_now, ca_file=ca_file, prefetch=prefetch,
-                                  insecure=insecure, heartbeat=heartbeat, peek=peek)
+                                  insecure=insecure, heartbeat=heartbeat, peek=peek,
+                                  stream_offset=stream_offset)
             try:
                 state = source.open(allow_shared=allow_shared)
             except BaseException:
@@ -503,13 +519,35 @@ class _Command:
                 "or --amqp-url with --queue; `easee-tail demo` runs without an account")
         if password and not username:
             raise click.UsageError("--password goes with --username")
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.BadParameter(f"{api_url!r} is not an http(s):// URL with a host",
+                                     param_hint="--api-url")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            self.warn(f"--api-url {mask_url(api_url)} is plain http: the token and the login "
+                      "password travel unencrypted, readable on the network")
         login = None
         if username:
             login = Login(username, partial(self._password, username, password))
         return StreamCredentials(
-            EaseeApi(api_url, ca_file=ca_file, insecure=insecure), token=token, login=login,
+            EaseeApi(api_url, ca_file=ca_file, insecure=insecure, wait=self._wait_for_api),
+            token=token, login=login,
             on_secret=self.redact.add, cache=TokenCache(warn=self.warn),
         )
+
+    def _wait_for_api(self, seconds: float, why: str) -> None:
+        """Wait as the API asked (a short 429), with a countdown on a terminal."""
+        end = time.monotonic() + seconds
+        if not self.env.stderr_isatty or self.table is not None:
+            self.notice(f"{why}; waiting")
+            time.sleep(seconds)
+            return
+        while (left := end - time.monotonic()) > 0:
+            self.env.stderr.write(f"\reasee-tail: {why}; waiting: {left:.0f} s \x1b[K")
+            self.env.stderr.flush()
+            time.sleep(min(1.0, left))
+        self.env.stderr.write("\r\x1b[K")
+        self.env.stderr.flush()
 
     def _password(self, username: str, given: str | None) -> str:
         """The login password: given, or asked for on the terminal before the table is up.
@@ -635,6 +673,16 @@ class _Command:
     def fail(self, message: str, code: ExitCode) -> NoReturn:
         self.stderr.print(f"easee-tail: error: {visible(self.redact(message))}", style="red")
         sys.exit(code)
+
+
+def _loopback(host: str) -> bool:
+    """localhost and loopback addresses: plain http there never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_password(url: str) -> str | None:

@@ -6,12 +6,14 @@ The API is called only when needed (Easee rate-limits and may ban chatty clients
 from __future__ import annotations
 
 import email.utils
+import json
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 import urllib3
@@ -37,7 +39,11 @@ LOGIN_PATH = "/api/accounts/login"
 REFRESH_PATH = "/api/accounts/refresh_token"
 PROFILE_PATH = "/api/accounts/profile"
 EARLY = 300.0  # seconds before its expiry at which a token is renewed rather than used
-TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
+TIMEOUT = (5.0, 20.0)  # connect, and each read (seconds)
+DEADLINE = 20.0  # seconds for a whole API call: connect, request and the whole reply
+MAX_REPLY = 1 << 20  # bytes: a details reply is under 1 KiB; more is not an API answering
+MAX_REDIRECTS = 3
+SHORT_WAIT = 60.0  # a 429 asking for at most this long is waited out (twice at most)
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,30 @@ class _ContextAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+@dataclass(frozen=True)
+class ApiReply:
+    """An API answer read whole (within DEADLINE and MAX_REPLY)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
+
+
 class EaseeApi:
-    def __init__(self, base_url: str, ca_file: str | None = None, insecure: bool = False) -> None:
+    """The Easee API, treated as untrusted: every call has a total deadline and a size cap,
+    a redirect is followed only to the same scheme, host and port (credentials never go
+    elsewhere), and a short 429 is waited out as the API asks."""
+
+    def __init__(
+        self, base_url: str, ca_file: str | None = None, insecure: bool = False,
+        wait: Callable[[float, str], None] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._wait = wait or (lambda seconds, _why: time.sleep(seconds))
         self._shown_url = mask_url(self.base_url)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"easee-tail/{__version__}"
@@ -128,7 +155,7 @@ class EaseeApi:
 
     def ping(self) -> int:
         """The HTTP status of the API's root: any answer means it is reachable."""
-        return self._call("GET", "/").status_code
+        return self._call("GET", "/", follow=False).status_code
 
     def login(self, username: str, password: str) -> Tokens:
         """An access token (and a refresh token, when given) for a username and password."""
@@ -149,7 +176,7 @@ class EaseeApi:
                                       f"({reply.status_code}{_title(reply)})")
         return self._tokens(reply, REFRESH_PATH)
 
-    def _tokens(self, reply: requests.Response, path: str) -> Tokens:
+    def _tokens(self, reply: ApiReply, path: str) -> Tokens:
         body = self._json(reply, path)
         access, refresh = body.get("accessToken"), body.get("refreshToken")
         if not isinstance(access, str) or not access:
@@ -180,10 +207,72 @@ class EaseeApi:
         body = self._json(reply, STREAM_PATH)
         return _details_from_reply(body, self._shown_url)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _call(self, method: str, path: str, follow: bool = True, **kwargs: Any) -> ApiReply:
         url = self.base_url + path
+        redirects = waits = 0
+        while True:
+            reply = self._within_deadline(method, url, kwargs)
+            location = reply.headers.get("Location")
+            if follow and reply.status_code in _REDIRECTS and location:
+                target = urljoin(url, location)
+                redirects += 1
+                if not _same_origin(url, target):
+                    raise ApiReplyError(
+                        f"{path} on {self._shown_url} redirected to {mask_url(target)} (another "
+                        "host, port or plain http): not followed, as the request carries "
+                        "credentials")
+                if redirects > MAX_REDIRECTS:
+                    raise ApiReplyError(f"{path} on {self._shown_url} redirected more than "
+                                        f"{MAX_REDIRECTS} times")
+                url = target
+                continue
+            if reply.status_code == 429 and waits < 2:
+                wait = retry_after(reply.headers.get("Retry-After"))
+                if wait is not None and wait <= SHORT_WAIT:
+                    waits += 1
+                    self._wait(wait, f"the Easee API asks this client to wait {wait:.0f} s (429)")
+                    continue
+            return reply
+
+    def _within_deadline(self, method: str, url: str, kwargs: dict[str, Any]) -> ApiReply:
+        """The call in a thread of its own, so that a reply that trickles in (each read
+        within the read timeout) cannot hold easee-tail past DEADLINE."""
+        outcome: list[ApiReply | BaseException] = []
+        done = threading.Event()
+        deadline = time.monotonic() + DEADLINE
+
+        def call() -> None:
+            try:
+                outcome.append(self._read(method, url, kwargs, deadline))
+            except BaseException as problem:  # handed to the waiting thread, raised there
+                outcome.append(problem)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="easee-api", daemon=True).start()
+        if not done.wait(DEADLINE):
+            raise Unreachable(f"the Easee API at {self._shown_url} did not answer within "
+                              f"{DEADLINE:.0f} s")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _read(self, method: str, url: str, kwargs: dict[str, Any], deadline: float
+              ) -> ApiReply:
         try:
-            return self._session.request(method, url, timeout=TIMEOUT, **kwargs)
+            with self._session.request(method, url, timeout=TIMEOUT, stream=True,
+                                       allow_redirects=False, **kwargs) as reply:
+                body = bytearray()
+                for chunk in reply.iter_content(65536):
+                    body += chunk
+                    if len(body) > MAX_REPLY:
+                        raise ApiReplyError(
+                            f"the Easee API at {self._shown_url} answered more than "
+                            f"{MAX_REPLY >> 20} MB: not a reply of the API; stopped reading")
+                    if time.monotonic() > deadline:  # given up on already: stop reading
+                        raise Unreachable("the Easee API reply was too slow")
+                return ApiReply(reply.status_code, reply.headers, bytes(body))
         except requests.exceptions.SSLError as problem:
             host = urlsplit(self.base_url).hostname
             raise TlsFailure(
@@ -203,7 +292,7 @@ class EaseeApi:
                 f"the request to {self._shown_url} failed: {type(problem).__name__}"
             ) from None
 
-    def _json(self, reply: requests.Response, path: str) -> dict[str, Any]:
+    def _json(self, reply: ApiReply, path: str) -> dict[str, Any]:
         if reply.status_code == 429:
             wait = retry_after(reply.headers.get("Retry-After"))
             raise ApiUnavailable(
@@ -358,6 +447,14 @@ def _details_from_reply(body: dict[str, Any], shown_url: str) -> ConnectionDetai
     )
 
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _same_origin(url: str, target: str) -> bool:
+    here, there = urlsplit(url), urlsplit(target)
+    return (here.scheme, here.hostname, here.port) == (there.scheme, there.hostname, there.port)
+
+
 def retry_after(header: str | None) -> float | None:
     """Retry-After in seconds (it may be a number of seconds or an HTTP date), or None."""
     if not header:
@@ -374,7 +471,7 @@ def retry_after(header: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def _not_integration(reply: requests.Response) -> EaseeTailError:
+def _not_integration(reply: ApiReply) -> EaseeTailError:
     return NotIntegrationAccount(
         f"the token is valid but not of an integration (partner) account ({reply.status_code}"
         f"{_title(reply)}); the AMQP stream needs your integration account's login: "
@@ -382,7 +479,7 @@ def _not_integration(reply: requests.Response) -> EaseeTailError:
     )
 
 
-def _title(reply: requests.Response) -> str:
+def _title(reply: ApiReply) -> str:
     try:
         body = reply.json()
     except ValueError:

@@ -28,6 +28,7 @@ from easee_tail.errors import (
     Unreachable,
 )
 from easee_tail.source.broker import connect, queue_state
+from easee_tail.text import visible
 from easee_tail.tls import PeerCertificate, client_context, peer_certificate
 
 Status = Literal["pass", "warn", "fail", "skip"]
@@ -237,7 +238,7 @@ def checklist_line(result: Result) -> Text:
     line = Text()
     line.append(f"{mark} ", style=f"bold {style}")
     line.append(f"{result.check:<30}", style="bold" if result.status != "skip" else "dim")
-    line.append(result.detail, style="dim" if result.status == "skip" else "")
+    line.append(visible(result.detail), style="dim" if result.status == "skip" else "")
     if result.advice:
-        line.append(f"\n  {'':<30}→ {result.advice}", style=style)
+        line.append(f"\n  {'':<30}→ {visible(result.advice)}", style=style)
     return line

@@ -100,6 +100,12 @@ class QueueShared(EaseeTailError):
     exit_code = ExitCode.QUEUE_SHARED
 
 
+class PeekUnsafe(EaseeTailError):
+    """--peek on a queue where looking destroys (a quorum queue's delivery limit)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class QueueLocked(QueueShared):
     """An exclusive queue that another connection holds (RESOURCE_LOCKED)."""
 

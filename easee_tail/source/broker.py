@@ -22,6 +22,7 @@ from easee_tail.errors import (
     BrokerClosed,
     BrokerLoginRefused,
     EaseeTailError,
+    PeekUnsafe,
     QueueLocked,
     QueueNotFound,
     QueueShared,
@@ -39,6 +40,7 @@ DEFAULT_PREFETCH = 1000
 PEEK_MEMORY = 100_000  # --peek: messages remembered as shown, so that a bounce is not shown
 PEEK_BOUNCE_PAUSE = 0.005  # seconds: a message that came back to us is left to the others
 RESOURCE_LOCKED = 405  # AMQP reply code: an exclusive queue of another connection
+DELIVERY_COUNT = "x-delivery-count"  # added by a quorum queue to a message delivered again
 ACK_EVERY = 200  # a fifth of the default prefetch: the broker never waits for credit
 
 
@@ -57,6 +59,7 @@ class BrokerSource:
         insecure: bool = False,
         heartbeat: int = HEARTBEAT,
         peek: bool = False,
+        stream_offset: str | int | None = None,
     ) -> None:
         self._details = details
         self._ca_file = ca_file
@@ -64,6 +67,7 @@ class BrokerSource:
         self._insecure = insecure
         self._heartbeat = heartbeat
         self._peek = peek
+        self._stream_offset = stream_offset  # a stream queue: where to start reading
         self._seen: OrderedDict[int, None] = OrderedDict()  # --peek: what was shown already
         self.status: str | None = None
         self._connection: pika.BlockingConnection | None = None
@@ -102,7 +106,14 @@ class BrokerSource:
             routing_key = method.routing_key
             if not isinstance(routing_key, str):  # pika hands over bytes that are not UTF-8
                 routing_key = bytes(routing_key).decode("utf-8", "backslashreplace")
-            if self._peek and self._shown_before(routing_key, body, properties.headers):
+            headers = properties.headers
+            if self._peek and headers and DELIVERY_COUNT in headers:
+                # A quorum queue counts every return against its delivery limit and drops
+                # the message at the limit: --peek would destroy what it looks at.
+                _channel.basic_nack(method.delivery_tag, requeue=True)
+                counted.append(headers[DELIVERY_COUNT])
+                return
+            if self._peek and self._shown_before(routing_key, body, headers):
                 # back again: return it at once, out of the other consumer's way
                 _channel.basic_nack(method.delivery_tag, requeue=True)
                 time.sleep(PEEK_BOUNCE_PAUSE)
@@ -115,11 +126,22 @@ class BrokerSource:
             ))
 
         cancelled: list[object] = []
+        counted: list[object] = []  # --peek: delivery counts seen (a quorum queue)
         try:
             self._channel.add_on_cancel_callback(cancelled.append)
-            self._channel.basic_consume(self._details.queue, on_message, auto_ack=False)
+            self._channel.basic_consume(
+                self._details.queue, on_message, auto_ack=False,
+                arguments={"x-stream-offset": self._stream_offset}
+                if self._stream_offset is not None else None)
             while True:
                 self._read(IDLE_TICK)
+                if counted:
+                    raise PeekUnsafe(
+                        f"--peek cannot look without taking on {self._details.queue!r}: it is a "
+                        "quorum queue (its messages carry x-delivery-count), which counts every "
+                        "return against its delivery limit and then drops the message; consume "
+                        "a queue of your own instead (nothing was dropped: easee-tail stopped "
+                        "at the first sign)")
                 if pending:
                     batch, pending = pending, []
                     for start in range(0, len(batch), ACK_EVERY):
@@ -181,8 +203,13 @@ class BrokerSource:
                 f"{_reason(lost)}"
             ) from None
 
-    def _shown_before(self, routing_key: str, body: bytes, headers: object) -> bool:
-        key = hash((routing_key, body, repr(headers)))
+    def _shown_before(self, routing_key: str, body: bytes,
+                      headers: dict[str, object] | None) -> bool:
+        # the publisher's headers only: the broker adds its own (x-delivery-count, x-death)
+        # to a message it delivers again, and the same message must hash the same
+        own = {key: value for key, value in headers.items() if not key.startswith("x-")} \
+            if headers else None
+        key = hash((routing_key, body, repr(own)))
         if key in self._seen:
             return True
         self._seen[key] = None
