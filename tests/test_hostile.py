@@ -217,12 +217,14 @@ def test_hostile_messages_through_the_broker_are_shown_saved_and_acked(
     assert queue.depth() == 0  # nothing poisoned the queue: all acked, all shown
 
 
+@pytest.mark.parametrize("view", ["stream", "state"])
 def test_hostile_messages_in_the_live_table(
-    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, terminal: Any
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, terminal: Any, view: str
 ) -> None:
     count = _publish_hostile(queue, rabbit)
     screen = terminal([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
-                       "--ca-file", str(cli.certs.ca_file), "--count", str(count)])
+                       "--ca-file", str(cli.certs.ca_file), "--count", str(count),
+                       "--view", view])
     shown = screen.wait_for(lambda text: "EXIT=" in text, timeout=60)
     assert "EXIT=0" in shown, shown
     assert "EH\\x1b]0;OWNED\\x07\\x1b[2J" in shown  # the serial, escapes made visible

@@ -60,8 +60,9 @@ def test_a_busy_api_while_fetching_fresh_details_is_waited_out(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, httpserver: HTTPServer,
     tmp_path: Path,
 ) -> None:
-    """The broker password is rotated; the API answers 503, then 429 with Retry-After, then
-    the new details. easee-tail waits as told and carries on (it used to exit 7)."""
+    """The broker password is rotated; the API answers 503 (retried with the backoff), then
+    429 with Retry-After (waited out as told), then the new details. easee-tail carries on
+    (it used to exit 7)."""
     user, first, rotated = "easee-busy-api", "first-Secret-Bb42", "rotated-Secret-Cc17"
     rabbit.ctl("add_user", user, first)
     rabbit.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
@@ -100,7 +101,7 @@ def test_a_busy_api_while_fetching_fresh_details_is_waited_out(
     assert code == 0, stderr.text
     assert set(values(saved_records(save))) == set(range(20))
     assert "answered 503: maintenance" in stderr.text
-    assert "rate-limiting this client (429); retry after 2 s" in stderr.text
+    assert "the Easee API asks this client to wait 2 s (429); waiting" in stderr.text
     assert len(asked) == 4
     assert asked[3] - asked[2] >= 2.0  # never sooner than Retry-After said
     assert_no_secrets(stderr.text)
