@@ -103,8 +103,9 @@ class JsonlSink:
         self._fsync = fsync
         self._give_up = give_up or (lambda _cut: False)
         mode = os.fstat(self._fd).st_mode
-        self._careful = not stat.S_ISREG(mode)  # a reader on the other end may stall
         self._pipe = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        # a reader on the other end may stall; a file or /dev/null never does
+        self._careful = self._pipe or os.isatty(self._fd)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLOUT)
 
