@@ -166,4 +166,5 @@ def _write(write_all: Sequence[Callable[[Record], None]], record: Record,
         except EaseeTailError:
             raise
         except Exception as bug:  # a sink that cannot take a record gets its error record
-            write(failed_record(delivery, "writing", bug))
+            with contextlib.suppress(Exception):  # and if not even that, the stream goes on
+                write(failed_record(delivery, "writing", bug))
