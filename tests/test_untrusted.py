@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,11 +56,9 @@ def test_visible_escapes_every_character_that_can_steer_a_terminal(text: str, sh
 
 # -- secrets never follow a redirect ---------------------------------------------------------
 
-@pytest.fixture
-def catcher() -> Iterator[tuple[int, list[bytes]]]:
-    """A plain TCP server that records whatever reaches it: where a leaked password lands."""
+def tcp_server(handle: Callable[[socket.socket], None]) -> socket.socket:
+    """A loopback server that hands each connection to `handle` in a thread of its own."""
     server = socket.create_server(("127.0.0.1", 0))
-    caught: list[bytes] = []
 
     def serve() -> None:
         while True:
@@ -68,14 +66,26 @@ def catcher() -> Iterator[tuple[int, list[bytes]]]:
                 client, _ = server.accept()
             except OSError:
                 return
-            client.settimeout(2)
-            try:
-                caught.append(client.recv(65536))
-            except OSError:
-                caught.append(b"")
-            client.close()
+            threading.Thread(target=handle, args=(client,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def catcher() -> Iterator[tuple[int, list[bytes]]]:
+    """A plain TCP server that records whatever reaches it: where a leaked password lands."""
+    caught: list[bytes] = []
+
+    def record(client: socket.socket) -> None:
+        client.settimeout(2)
+        try:
+            caught.append(client.recv(65536))
+        except OSError:
+            caught.append(b"")
+        client.close()
+
+    server = tcp_server(record)
     yield server.getsockname()[1], caught
     server.close()
 
@@ -134,7 +144,6 @@ def test_a_plain_http_api_is_warned_about_unless_it_is_loopback(
 @pytest.fixture
 def raw_http() -> Iterator[tuple[int, list[str]]]:
     """An HTTP server written by hand, to misbehave: the test sets its behaviour."""
-    server = socket.create_server(("127.0.0.1", 0))
     mode: list[str] = []
 
     def handle(client: socket.socket) -> None:
@@ -157,15 +166,7 @@ def raw_http() -> Iterator[tuple[int, list[str]]]:
         finally:
             client.close()
 
-    def serve() -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(client,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
+    server = tcp_server(handle)
     yield server.getsockname()[1], mode
     server.close()
 
