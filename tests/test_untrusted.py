@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from tests.conftest import (
     stream_details,
 )
 from tests.harness.rabbit import RabbitBroker
+from tests.harness.terminal import Terminal
 
 STAMP = "2026-11-26T10:00:00Z"
 HOSTILE = "EH\x1b]0;OWNED\x07\x1b[2J\u202e"
@@ -340,3 +342,26 @@ def test_an_exclusive_queue_of_another_connection_is_in_use_not_missing(
     assert result.returncode == 10, result.stderr
     assert "in use by another connection" in result.stderr
     assert "does not exist" not in result.stderr
+
+
+def test_a_short_rate_limit_counts_down_on_a_terminal(
+    cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue,
+    terminal: Callable[..., Terminal],
+) -> None:
+    asked: list[float] = []
+
+    def limited(_request: Request) -> Response:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            return Response("{}", status=429, headers={"Retry-After": "4"})
+        return Response(json.dumps(stream_details(rabbit, queue.name)),
+                        content_type="application/json")
+
+    httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(limited)
+    queue.publish("EHCOUNT1.O.120", json.dumps({"Timestamp": STAMP, "Value": 1.5}))
+    screen = terminal([cli.executable, "--token", TOKEN, *api_args(httpserver, cli.certs),
+                       "--count", "1"])
+    screen.wait_for(lambda text: re.search(r"wait 4 s \(429\); waiting: [1-4] s", text)
+                    is not None)
+    shown = screen.wait_for(lambda text: "EXIT=" in text, timeout=30)
+    assert "EXIT=0" in shown and "EHCOUNT1" in shown
