@@ -48,6 +48,7 @@ from easee_tail.options import (
     profile_option,
     resolve_observations,
 )
+from easee_tail.params import Duration, FiniteFloat
 from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
@@ -151,7 +152,7 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
 @profile_option
 @click.option("--chargers", "charger_count", type=click.IntRange(1, 500), default=4,
               show_default=True, help="Chargers in the simulated fleet.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=1_000_000), default=8.0,
+@click.option("--rate", type=FiniteFloat(min=0, min_open=True, max=1_000_000), default=8.0,
               show_default=True, help="Messages per second.")
 @click.option("--seed", type=int, help="Seed for a repeatable fleet.")
 @output_options
@@ -165,7 +166,7 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
 @profile_option
 @click.argument("paths", metavar="[FILE]...", nargs=-1,
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), metavar="N",
+@click.option("--speed", type=FiniteFloat(min=0, min_open=True), metavar="N",
               help="N times the original pace (default: as fast as possible when piped, "
                    "the original pace on a terminal).")
 @output_options
@@ -306,15 +307,14 @@ def logout_command(username: str | None) -> None:
               type=click.Path(exists=True, dir_okay=False), help="Also trust this CA.")
 @click.option("--chargers", "charger_count", type=click.IntRange(1, 100_000), default=10,
               show_default=True, help="Chargers in the fleet.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=100_000), default=20.0,
+@click.option("--rate", type=FiniteFloat(min=0, min_open=True, max=100_000), default=20.0,
               show_default=True, help="Messages per second.")
-@click.option("--delay-ms", type=(click.FloatRange(min=0), click.FloatRange(min=0)),
+@click.option("--delay-ms", type=(FiniteFloat(min=0), FiniteFloat(min=0)),
               default=(40.0, 400.0), show_default=True, metavar="MIN MAX",
               help="Charger-to-cloud delay range: Timestamp is that much before ArrivalTime.")
 @click.option("--seed", type=int, help="Seed for a repeatable fleet.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop after SECONDS.")
+@click.option("--duration", type=Duration(), help="Stop after DURATION (90 = 90s, 5m, 1h30m).")
 def simulate_command(
     amqp_url: str, queue: str | None, exchange: str | None, ca_file: str | None,
     charger_count: int, rate: float, delay_ms: tuple[float, float], seed: int | None,

@@ -19,6 +19,7 @@ from easee_tail import catalogue, profiles
 from easee_tail.credentials import DEFAULT_API_URL
 from easee_tail.errors import SECRETS
 from easee_tail.filters import split_values
+from easee_tail.params import Duration
 from easee_tail.sinks.table import VIEWS
 
 
@@ -131,16 +132,16 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                           "(repeatable, comma-separated)."),
         click.option("--count", type=click.IntRange(min=1), metavar="N",
                      help="Exit 0 after N records passed the filters."),
-        click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-                     help="Exit 0 after SECONDS."),
+        click.option("--duration", type=Duration(),
+                     help="Exit 0 after DURATION (90 = 90s, 5m, 1h30m)."),
         click.option("--view", type=click.Choice(VIEWS), default="stream", show_default=True,
                      help="The table's view: records as they come, or the latest state per "
                           "charger. Press v to switch while running."),
-        click.option("--silent-after", type=click.FloatRange(min=0, min_open=True),
-                     default=300.0, show_default=True, metavar="SECONDS",
-                     help="State view: mark chargers not heard from for SECONDS."),
-        click.option("--stats-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
-                     help="With JSON lines: a one-line stats record on stderr every SECONDS."),
+        click.option("--silent-after", type=Duration(), default=300.0, show_default=True,
+                     help="State view: mark chargers not heard from for DURATION."),
+        click.option("--stats-interval", type=Duration(minimum=0.099),
+                     help="With JSON lines: a one-line stats record on stderr every DURATION "
+                          "(0.1 s at least)."),
         click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
                      callback=_no_color, help="No colours (as does the NO_COLOR variable)."),
         click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,

@@ -6,10 +6,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from easee_tail import __version__
 from easee_tail.cli import main
+from easee_tail.params import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,3 +52,38 @@ def test_completion_offers_subcommands_at_the_first_word(easee_tail: str) -> Non
     assert _complete(easee_tail, "easee-tail d") == ["demo", "doctor"]
     assert {"tail", "replay", "logout", "profiles"} <= set(_complete(easee_tail, "easee-tail "))
     assert _complete(easee_tail, "easee-tail doctor --js") == ["--jsonl"]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90", 90.0), ("90s", 90.0), ("1.5", 1.5), ("500ms", 0.5), ("5m", 300.0),
+    ("1h30m", 5400.0), ("2d", 172800.0), ("1h0m30s", 3630.0), (" 2H ", 7200.0),
+])
+def test_durations_take_units(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1h30", "m", "-5", "nan", "inf", "1e3", "5 m", "1.h"])
+def test_what_is_not_a_duration_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", "--duration", "nan"], ["demo", "--duration", "0"], ["demo", "--duration", "-1s"],
+    ["demo", "--rate", "nan"], ["demo", "--silent-after", "inf"],
+    ["demo", "--stats-interval", "10ms"], ["replay", "--speed", "nan", "-"],
+    ["simulate", "--amqp-url", "amqps://h/", "--queue", "q", "--delay-ms", "nan", "1"],
+])
+def test_nonsense_numbers_are_usage_errors(easee_tail: str, args: list[str]) -> None:
+    result = subprocess.run([easee_tail, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 2, (args, result.stderr)
+    assert "Invalid value for" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_duration_with_a_unit_ends_the_demo(easee_tail: str) -> None:
+    result = subprocess.run([easee_tail, "demo", "--duration", "800ms", "--jsonl", "--rate",
+                             "50"], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert 0 < len(result.stdout.splitlines()) < 200

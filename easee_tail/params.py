@@ -1,0 +1,67 @@
+"""Parameter types for values people type: durations with units, finite numbers.
+
+A duration is `90` (seconds), `90s`, `500ms`, `5m`, `1h30m`, `2d`; NaN, infinities, zero
+and negatives are usage errors, as is any number that is not finite.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import click
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `1h30m` and the like; ValueError for anything else."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(text)
+    return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+
+
+class Duration(click.FloatRange):
+    """Seconds, typed with or without units (a FloatRange underneath, for click's help)."""
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        super().__init__(min=minimum, min_open=True)
+        self.minimum = minimum  # the value must be above it
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> float:
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a duration", param, ctx)
+        try:
+            seconds = float(value) if isinstance(value, int | float) \
+                else parse_duration(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (90, 90s, 500ms, 5m, 1h30m, 2d)",
+                      param, ctx)
+        if not math.isfinite(seconds) or seconds <= self.minimum:
+            self.fail(f"{value!r} must be a finite duration above "
+                      f"{self.minimum:g} s", param, ctx)
+        return seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "DURATION"
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses NaN and the infinities (which pass its comparisons
+    or its bounds in ways that mean nothing)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
