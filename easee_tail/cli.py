@@ -46,6 +46,7 @@ from easee_tail.options import (
     credential_options,
     output_options,
     profile_option,
+    refuse_nonsense,
     resolve_observations,
 )
 from easee_tail.params import Duration, FiniteFloat
@@ -143,6 +144,7 @@ def _stream_offset(_ctx: click.Context, _param: click.Parameter, value: str | No
 @click.pass_context
 def tail_command(ctx: click.Context, /, **options: Any) -> None:
     """Consume the stream (the default command)."""
+    refuse_nonsense(ctx, options)
     command = _Command(Environment.from_process())
     command.check_password_source(ctx, options)
     command.tail(**options)
@@ -156,8 +158,11 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
               show_default=True, help="Messages per second.")
 @click.option("--seed", type=int, help="Seed for a repeatable fleet.")
 @output_options
-def demo_command(charger_count: int, rate: float, seed: int | None, **options: Any) -> None:
+@click.pass_context
+def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: int | None,
+                 **options: Any) -> None:
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
+    refuse_nonsense(ctx, options)
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
 
@@ -170,8 +175,11 @@ def demo_command(charger_count: int, rate: float, seed: int | None, **options: A
               help="N times the original pace (default: as fast as possible when piped, "
                    "the original pace on a terminal).")
 @output_options
-def replay_command(paths: tuple[str, ...], speed: float | None, **options: Any) -> None:
+@click.pass_context
+def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float | None,
+                   **options: Any) -> None:
     """Run JSON lines from --save (files, or stdin) through the same filters and views."""
+    refuse_nonsense(ctx, options)
     env = Environment.from_process()
     command = _Command(env)
     if not paths:
@@ -448,6 +456,7 @@ class _Command:
             first, backlog = open_broker(refresh=False, quiet=False)
             if no_reconnect:
                 return first, backlog
+
             def reopen(refresh: bool) -> Source:
                 with self.stop.interruptible():  # nothing is in hand while connecting
                     return open_broker(refresh, quiet=True)[0]

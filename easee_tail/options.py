@@ -39,6 +39,8 @@ def complete_observations(
 def resolve_observations(
     ctx: click.Context, param: click.Parameter, values: Sequence[str]
 ) -> list[int]:
+    if any(not value.strip(" ,") for value in values):
+        raise click.BadParameter("needs an id or a name", ctx=ctx, param=param)
     table = catalogue.load()
     ids = []
     for text in split_values(values):
@@ -181,3 +183,35 @@ def credential_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         function = option(function)
     return function
+
+
+_GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
+def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
+    """Combinations that cannot mean what the user thinks: one line, exit 2, rather than
+    one of the two silently ignored. A profile's defaults never conflict by themselves."""
+
+    def given(name: str) -> bool:
+        return options.get(name) not in (None, False, (), []) and \
+            ctx.get_parameter_source(name) in _GIVEN
+
+    def typed(name: str) -> bool:
+        return given(name) and \
+            ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+    if options.get("save_path") == "":
+        raise click.BadParameter("needs a file name", ctx=ctx, param_hint="--save")
+    if given("jsonl") and options.get("view") == "state" and given("view"):
+        raise click.UsageError("--view state is a view of the table; --jsonl writes JSON lines "
+                               "instead (give one of them)")
+    if given("no_reconnect") and given("max_retries"):
+        raise click.UsageError("--max-retries counts reconnection attempts; --no-reconnect "
+                               "makes none (give one of them)")
+    if given("peek") and given("allow_shared"):
+        raise click.UsageError("--peek already reads beside other consumers without taking "
+                               "from them; --allow-shared is for taking (give one of them)")
+    if options.get("amqp_url") and (options.get("token") or options.get("username")) and (
+            typed("amqp_url") or typed("token") or typed("username")):
+        raise click.UsageError("--amqp-url connects without the Easee API, so --token and "
+                               "--username would not be used (give one way in)")

@@ -87,3 +87,38 @@ def test_a_duration_with_a_unit_ends_the_demo(easee_tail: str) -> None:
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert 0 < len(result.stdout.splitlines()) < 200
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["demo", "--jsonl", "--view", "state"], "--view state is a view of the table"),
+    (["--amqp-url", "amqps://h/", "--queue", "q", "--no-reconnect", "--max-retries", "3"],
+     "--no-reconnect makes none"),
+    (["--amqp-url", "amqps://h/", "--queue", "q", "--peek", "--allow-shared"],
+     "--allow-shared is for taking"),
+    (["--amqp-url", "amqps://h/", "--queue", "q", "--token", "T0ken-x"],
+     "--amqp-url connects without the Easee API"),
+    (["--amqp-url", "amqps://h/", "--queue", "q", "--username", "a@b.c"],
+     "--amqp-url connects without the Easee API"),
+    (["demo", "--save", ""], "--save: needs a file name"),
+    (["demo", "--obs", ""], "'--obs': needs an id or a name"),
+    (["replay", "--obs", ",", "-"], "'--obs': needs an id or a name"),
+])
+def test_combinations_that_cannot_mean_anything_are_refused(
+    easee_tail: str, args: list[str], says: str
+) -> None:
+    result = subprocess.run([easee_tail, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60,
+                            env={**os.environ, "EASEE_TOKEN": ""})
+    assert result.returncode == 2, (args, result.stderr)
+    assert says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_profile_view_does_not_conflict_with_jsonl(easee_tail: str, tmp_path: Path) -> None:
+    config = tmp_path / "config" / "easee-tail"
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text('default = "ops"\n[profile.ops]\nview = "state"\n')
+    result = subprocess.run([easee_tail, "demo", "--jsonl", "--count", "2"], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=60,
+                            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")})
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
