@@ -163,6 +163,8 @@ def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: i
                  **options: Any) -> None:
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     refuse_nonsense(ctx, options)
+    if options["exit_at_end"]:
+        raise click.UsageError("--exit-at-end needs a queue: the demo has no backlog to end")
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
 
@@ -582,7 +584,8 @@ class _Command:
         save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
         silent_after: float,
         chargers: Sequence[str], observations: Sequence[int],
-        count: int | None, duration: float | None,
+        count: int | None, duration: float | None, idle_timeout: float | None,
+        exit_at_end: bool,
         decoder: Callable[[Delivery], Record] | None = None,
     ) -> None:
         env = self.env
@@ -629,7 +632,8 @@ class _Command:
                                        encoder=encoder, give_up=self.stop.overdue))
             started = time.monotonic()
             ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
-                         Limits(count, duration), self.stop)
+                         Limits(count, duration, idle_timeout,
+                                backlog if exit_at_end else None), self.stop)
         except Interrupted as interrupted:
             ending, self.stop.signum = Ending.SIGNAL, interrupted.signum
             cut_short = True

@@ -136,6 +136,11 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=Duration(),
                      help="Exit 0 after DURATION (90 = 90s, 5m, 1h30m)."),
+        click.option("--idle-timeout", type=Duration(),
+                     help="Exit 0 when no message has come for DURATION."),
+        click.option("-e", "--exit-at-end", is_flag=True,
+                     help="Exit 0 once the messages waiting at start have been shown (as kcat "
+                          "-e); with filters, once they have been consumed."),
         click.option("--view", type=click.Choice(VIEWS), default="stream", show_default=True,
                      help="The table's view: records as they come, or the latest state per "
                           "charger. Press v to switch while running."),

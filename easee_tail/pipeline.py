@@ -33,12 +33,16 @@ class Ending(Enum):
     SOURCE_ENDED = "source ended"
     PIPE_CLOSED = "pipe closed"
     SIGNAL = "signal"
+    IDLE = "idle"
+    BACKLOG_DONE = "backlog done"
 
 
 @dataclass(frozen=True)
 class Limits:
     count: int | None = None  # stop after this many records passed the filters
     duration: float | None = None  # stop after this many seconds of consuming
+    idle: float | None = None  # stop after this many seconds without a message
+    backlog: int | None = None  # stop once this many messages were handled (those waiting)
 
 
 class Interrupted(BaseException):
@@ -107,6 +111,10 @@ def run(
 ) -> Ending:
     deadline = time.monotonic() + limits.duration if limits.duration is not None else None
     remaining = limits.count
+    backlog = limits.backlog
+    if backlog == 0:
+        return Ending.BACKLOG_DONE
+    heard = time.monotonic()
     write_all = [sink.write for sink in sinks]
     stop.deferring = True
     try:
@@ -126,7 +134,7 @@ def run(
                         if remaining is not None:
                             remaining -= 1
                     handed = index + 1
-                    if remaining == 0:
+                    if remaining == 0 or handed == backlog:
                         break
                 try:
                     for sink in sinks:
@@ -141,7 +149,11 @@ def run(
                         source.ack_through(batch[first_missing - 1].tag)
                     return Ending.SIGNAL
                 source.ack_through(batch[handed - 1].tag)
+                if backlog is not None:
+                    backlog -= handed
             now = time.monotonic()
+            if batch:
+                heard = now
             try:
                 for sink in sinks:
                     sink.tick(now)
@@ -149,6 +161,10 @@ def run(
                 return Ending.PIPE_CLOSED
             if remaining == 0:
                 return Ending.COUNT_REACHED
+            if backlog == 0:
+                return Ending.BACKLOG_DONE
+            if limits.idle is not None and now - heard >= limits.idle:
+                return Ending.IDLE
             if stop.signum is not None:
                 return Ending.SIGNAL
             if deadline is not None and now >= deadline:

@@ -129,6 +129,28 @@ def test_count_acks_through_the_last_record_it_shows_and_no_further(stop: StopRe
     assert source.acks == [2] and len(sink.records) == 2
 
 
+def test_the_backlog_ends_the_run_after_exactly_its_messages(stop: StopRequest) -> None:
+    source = FakeSource([[delivery(1), delivery(2, "EHOTHERX")], [delivery(3), delivery(4)]])
+    sink = ListSink()
+    keep = lambda record: record.charger != "EHOTHERX"  # noqa: E731
+    assert run(source, decoder, keep, [sink], Limits(backlog=3), stop) is Ending.BACKLOG_DONE
+    assert source.acks == [2, 3] and len(sink.records) == 2
+    assert run(FakeSource([[delivery(1)]]), decoder, None, [ListSink()], Limits(backlog=0),
+               stop) is Ending.BACKLOG_DONE
+
+
+def test_idle_ends_the_run_when_nothing_comes(stop: StopRequest) -> None:
+    def batches() -> Iterator[Sequence[Delivery]]:
+        yield [delivery(1)]
+        while True:
+            yield ()
+
+    source = FakeSource([])
+    source.batches = batches  # type: ignore[method-assign]
+    assert run(source, decoder, None, [ListSink()], Limits(idle=0.05), stop) is Ending.IDLE
+    assert source.acks == [1]
+
+
 def test_a_closed_pipe_at_the_flush_acks_nothing(stop: StopRequest) -> None:
     class Closing(ListSink):
         def flush(self) -> None:

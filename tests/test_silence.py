@@ -158,3 +158,32 @@ def test_a_signal_during_a_held_up_write_loses_nothing(
     print(f"\n{len(read)} lines read, {len(left)} left in the queue, {len(acked)} acked")
 
 
+
+
+def test_exit_at_end_shows_what_was_waiting_then_exits(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    queue.publish_many([("EHBACKLG.O.120", body(number), None) for number in range(30)])
+    result = cli.run(*direct(cli, rabbit, queue, "-e", "--jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["value"] for line in result.stdout.splitlines()] == list(range(30))
+    assert queue.depth() == 0
+    empty = cli.run(*direct(cli, rabbit, queue, "--exit-at-end", "--jsonl"))
+    assert empty.returncode == 0 and empty.stdout == ""  # nothing waiting: at once
+
+
+def test_idle_timeout_ends_a_quiet_stream(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    queue.publish("EHIDLE01.O.120", body(1))
+    started = time.monotonic()
+    result = cli.run(*direct(cli, rabbit, queue, "--idle-timeout", "1500ms", "--jsonl"))
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["value"] == 1
+    assert 1.5 <= took < 30
+
+
+def test_exit_at_end_is_refused_for_the_demo(cli: Runner) -> None:
+    result = cli.run("demo", "-e")
+    assert result.returncode == 2 and "--exit-at-end needs a queue" in result.stderr
