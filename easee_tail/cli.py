@@ -42,10 +42,12 @@ from easee_tail.format import summary
 from easee_tail.keys import Keys
 from easee_tail.model import Delivery, Record
 from easee_tail.options import (
+    QUIET,
     complete_observations,
     credential_options,
     output_options,
     profile_option,
+    quiet_option,
     refuse_nonsense,
     resolve_observations,
 )
@@ -307,6 +309,7 @@ def logout_command(username: str | None) -> None:
 
 
 @main.command("simulate")
+@quiet_option
 @click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL", required=True,
               help="amqps://user:pass@host:port/vhost of the broker to publish to "
                    "[env EASEE_AMQP_URL].")
@@ -418,6 +421,8 @@ class _Command:
         self.stop = StopRequest()
         self.table: TableSink | None = None
         self._prompted: str | None = None  # a password asked for, for a re-login mid-run
+        ctx = click.get_current_context(silent=True)
+        self.quiet = bool(ctx and ctx.find_root().meta.get(QUIET))
         self.stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
                               highlight=False, soft_wrap=True, markup=False)
 
@@ -677,6 +682,8 @@ class _Command:
             self.info(message)
 
     def info(self, message: str) -> None:
+        if self.quiet:
+            return
         self.stderr.print(f"easee-tail: {visible(self.redact(message))}", style="dim")
 
     def warn(self, message: str) -> None:

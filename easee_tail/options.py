@@ -59,6 +59,29 @@ def _no_color(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
         os.environ["NO_COLOR"] = "1"
 
 
+def _color(_ctx: click.Context, _param: click.Parameter, when: str | None) -> None:
+    """--color never|always beats NO_COLOR and the terminal test; auto leaves them be."""
+    if when == "never":
+        os.environ["NO_COLOR"] = "1"
+    elif when == "always":  # read by rich, as a FORCE_COLOR the user set
+        os.environ.pop("NO_COLOR", None)
+        os.environ["FORCE_COLOR"] = "1"
+
+
+QUIET = "easee_tail.quiet"  # ctx.meta key: informational stderr lines are left out
+
+
+def _quiet(ctx: click.Context, _param: click.Parameter, on: bool) -> None:
+    if on:
+        ctx.meta[QUIET] = True
+
+
+def quiet_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_quiet,
+                        help="Leave out informational lines on stderr (never warnings or "
+                             "errors).")(function)
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return SECRETS(super().format(record))
@@ -149,8 +172,15 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--stats-interval", type=Duration(minimum=0.099),
                      help="With JSON lines: a one-line stats record on stderr every DURATION "
                           "(0.1 s at least)."),
+        click.option("--color", type=click.Choice(["auto", "always", "never"]), is_eager=True,
+                     expose_value=False, callback=_color,
+                     help="Colours: auto (on a terminal, unless NO_COLOR is set), always, "
+                          "never."),
         click.option("--no-color", is_flag=True, is_eager=True, expose_value=False,
-                     callback=_no_color, help="No colours (as does the NO_COLOR variable)."),
+                     callback=_no_color, help="No colours (as --color never and NO_COLOR)."),
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_quiet,
+                     help="Leave out informational lines on stderr (never warnings or "
+                          "errors)."),
         click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
                      expose_value=False, callback=_debug_logging,
                      help="Log connection details (pika, HTTP) to stderr, secrets masked; "

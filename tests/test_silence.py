@@ -187,3 +187,23 @@ def test_idle_timeout_ends_a_quiet_stream(
 def test_exit_at_end_is_refused_for_the_demo(cli: Runner) -> None:
     result = cli.run("demo", "-e")
     assert result.returncode == 2 and "--exit-at-end needs a queue" in result.stderr
+
+
+def test_quiet_leaves_out_information_never_warnings(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    queue.publish_many([("EHQUIET1.O.120", body(number), None) for number in range(2)])
+    told = cli.run(*direct(cli, rabbit, queue, "--jsonl", "--count", "1"))
+    assert "messages are waiting" in told.stderr
+    quiet = cli.run(*direct(cli, rabbit, queue, "-q", "--insecure", "--jsonl", "--count", "1"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "waiting" not in quiet.stderr
+    assert "warning: --insecure" in quiet.stderr  # a warning is never silenced
+
+
+@pytest.mark.parametrize(("color", "coloured"), [("always", True), ("never", False),
+                                                 ("auto", False)])
+def test_color_always_colours_even_a_pipe(cli: Runner, color: str, coloured: bool) -> None:
+    result = cli.run("--amqp-url", "amqps://localhost:1/", "--queue", "q", "--color", color)
+    assert result.returncode == 5
+    assert ("\x1b[31m" in result.stderr) is coloured
