@@ -56,6 +56,7 @@ from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
 from easee_tail.sinks import Sink
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
 from easee_tail.sinks.table import StateOptions, TableSink
+from easee_tail.sinks.template import Template
 from easee_tail.source import Source
 from easee_tail.source.broker import DEFAULT_PREFETCH, HEARTBEAT, BrokerSource, connect
 from easee_tail.source.demo import DemoSource
@@ -190,7 +191,7 @@ def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float |
         if env.stdin_isatty:
             raise click.UsageError("give a FILE (or - and pipe JSON lines in)")
         paths = ("-",)
-    table_shown = env.stdout_isatty and not options["jsonl"]
+    table_shown = env.stdout_isatty and not options["jsonl"] and not options["line_format"]
     pace = speed if speed is not None else (1.0 if table_shown else None)
     files = open_files(paths, env.stdin.buffer)
     source = ReplaySource(files, pace, command.notice)
@@ -586,6 +587,7 @@ class _Command:
 
     def consume(
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
+        line_format: Template | str | None,
         save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
         silent_after: float,
         chargers: Sequence[str], observations: Sequence[int],
@@ -612,7 +614,9 @@ class _Command:
             if save_path:
                 sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
             source, backlog = open_source()
-            show_table = not jsonl and env.stdout_isatty
+            jsonl = jsonl or line_format == "jsonl"
+            template = line_format if isinstance(line_format, Template) else None
+            show_table = not jsonl and template is None and env.stdout_isatty
             if show_table or env.stderr_isatty or stats_interval:
                 stats = Stats()
                 sinks.append(stats)
@@ -634,7 +638,7 @@ class _Command:
             else:
                 env.stdout_bytes.flush()  # the sink writes to the descriptor itself
                 sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
-                                       encoder=encoder, give_up=self.stop.overdue))
+                                       encoder=template or encoder, give_up=self.stop.overdue))
             started = time.monotonic()
             ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
                          Limits(count, duration, idle_timeout,

@@ -21,6 +21,7 @@ from easee_tail.errors import SECRETS
 from easee_tail.filters import split_values
 from easee_tail.params import Duration
 from easee_tail.sinks.table import VIEWS
+from easee_tail.sinks.template import PRESETS, Template, TemplateError
 
 
 def complete_observations(
@@ -52,6 +53,16 @@ def resolve_observations(
             raise click.BadParameter(f"no observation is named {text!r}{hint}",
                                      ctx=ctx, param=param) from None
     return ids
+
+
+def _template(ctx: click.Context, param: click.Parameter, text: str | None
+              ) -> Template | str | None:
+    if text is None or text == "jsonl":
+        return text
+    try:
+        return Template(text)
+    except TemplateError as problem:
+        raise click.BadParameter(str(problem), ctx=ctx, param=param) from None
 
 
 def _no_color(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:
@@ -143,19 +154,23 @@ def profile_option(function: Callable[..., Any]) -> Callable[..., Any]:
 def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options every pipeline shares, broker or demo."""
     options = [
-        click.option("--jsonl", is_flag=True,
+        click.option("-j", "--jsonl", is_flag=True,
                      help="Write JSON lines to stdout (the default when stdout is not a terminal)."),
-        click.option("--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
+        click.option("-f", "--format", "line_format", metavar="TEMPLATE", callback=_template,
+                     help="Plain lines instead of the table or JSON: a template over the JSON "
+                          "lines' fields ('{time} {charger} {name} {shown}') or a preset: "
+                          + ", ".join(PRESETS) + "; jsonl is --jsonl."),
+        click.option("-w", "--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
                      help="Also append JSON lines to FILE (created 0600)."),
         click.option("--fsync", is_flag=True,
                      help="fsync the --save file before each acknowledgement (durable, slower)."),
-        click.option("--charger", "chargers", metavar="SERIAL", multiple=True,
+        click.option("-s", "--charger", "chargers", metavar="SERIAL", multiple=True,
                      help="Only these chargers (repeatable, comma-separated)."),
-        click.option("--obs", "observations", metavar="ID|NAME", multiple=True,
+        click.option("-o", "--obs", "observations", metavar="ID|NAME", multiple=True,
                      callback=resolve_observations, shell_complete=complete_observations,
                      help="Only these observations, by id or name, case-insensitive "
                           "(repeatable, comma-separated)."),
-        click.option("--count", type=click.IntRange(min=1), metavar="N",
+        click.option("-c", "--count", type=click.IntRange(min=1), metavar="N",
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=Duration(),
                      help="Exit 0 after DURATION (90 = 90s, 5m, 1h30m)."),
@@ -237,9 +252,13 @@ def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
 
     if options.get("save_path") == "":
         raise click.BadParameter("needs a file name", ctx=ctx, param_hint="--save")
-    if given("jsonl") and options.get("view") == "state" and given("view"):
+    if (given("jsonl") or options.get("line_format") == "jsonl") \
+            and options.get("view") == "state" and given("view"):
         raise click.UsageError("--view state is a view of the table; --jsonl writes JSON lines "
                                "instead (give one of them)")
+    if isinstance(options.get("line_format"), Template) and (given("jsonl") or given("view")):
+        raise click.UsageError("--format writes plain lines; --jsonl and --view are other "
+                               "outputs (give one of them)")
     if given("no_reconnect") and given("max_retries"):
         raise click.UsageError("--max-retries counts reconnection attempts; --no-reconnect "
                                "makes none (give one of them)")

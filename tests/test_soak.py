@@ -34,23 +34,25 @@ def identity(routing_key: str, stamp: str) -> tuple[str, str]:
     return routing_key, moment.isoformat(timespec="microseconds")
 
 
-def publish_persistent(rabbit: RabbitBroker, queue: BrokerQueue, count: int) -> set[tuple[str, str]]:
-    """Fleet messages, persistent so that they survive the restarts; no confirm per message
-    (far too slow for a million): the depth is awaited instead."""
-    fleet = Fleet(300, seed=7)
-    expected: set[tuple[str, str]] = set()
-    with rabbit.channel() as channel:
-        stream = fleet.messages(time.time() - count / 500, 500)
-        for _moment, message in itertools.islice(stream, count):
-            channel.basic_publish(queue.exchange, message.routing_key, message.body,
-                                  pika.BasicProperties(headers=message.headers, delivery_mode=2))
-            expected.add(identity(message.routing_key, json.loads(message.body)["Timestamp"]))
-    deadline = time.monotonic() + 600
-    while queue.depth() < count:
-        assert time.monotonic() < deadline, "the broker did not take the messages"
-        time.sleep(0.5)
-    assert len(expected) == count  # distinct, so that "every message" can be checked
-    return expected
+class Publisher:
+    """Fleet messages, persistent so that they survive the restarts, published in parts: the
+    test adds the next part only after a fault, so the run cannot be over before the fault
+    (on a loaded machine a rabbitmqctl call alone takes seconds). No confirm per message
+    (far too slow for a million): closing the channel waits for the broker to take them."""
+
+    def __init__(self, rabbit: RabbitBroker, queue: BrokerQueue) -> None:
+        self._rabbit, self._queue = rabbit, queue
+        self._stream = Fleet(300, seed=7).messages(time.time() - MESSAGES / 500, 500)
+        self.expected: set[tuple[str, str]] = set()
+
+    def publish(self, count: int) -> None:
+        with self._rabbit.channel() as channel:
+            for _moment, message in itertools.islice(self._stream, count):
+                channel.basic_publish(
+                    self._queue.exchange, message.routing_key, message.body,
+                    pika.BasicProperties(headers=message.headers, delivery_mode=2))
+                self.expected.add(identity(message.routing_key,
+                                           json.loads(message.body)["Timestamp"]))
 
 
 class Watch:
@@ -94,7 +96,9 @@ class Watch:
 def test_soak_with_restarts_and_a_forced_close(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue, tmp_path: Path
 ) -> None:
-    expected = publish_persistent(rabbit, queue, MESSAGES)
+    fifth = MESSAGES // 5
+    publisher = Publisher(rabbit, queue)
+    publisher.publish(2 * fifth)
     save = tmp_path / "soak.jsonl"
     args = ["--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
             "--ca-file", str(cli.certs.ca_file), "--jsonl", "--save", str(save),
@@ -114,18 +118,21 @@ def test_soak_with_restarts_and_a_forced_close(
             assert time.monotonic() < deadline, "".join(errors)
             time.sleep(0.05)
 
-    try:
-        watch.wait_for(MESSAGES // 5)
+    try:  # each fault comes while messages are in flight and before the run can end
+        watch.wait_for(fifth)
         rabbit.ctl("stop_app")
         rabbit.ctl("start_app")
         reconnected(1)
-        watch.wait_for(MESSAGES * 2 // 5)
+        publisher.publish(fifth)
+        watch.wait_for(2 * fifth)
         rabbit.ctl("close_all_connections", "soak test")
         reconnected(2)
-        watch.wait_for(MESSAGES * 3 // 5)
+        publisher.publish(fifth)
+        watch.wait_for(3 * fifth)
         rabbit.ctl("stop_app")
         rabbit.ctl("start_app")
         reconnected(3)
+        publisher.publish(MESSAGES - 4 * fifth)
         code = process.wait(timeout=900)
     finally:
         watch.stop()
@@ -151,7 +158,8 @@ def test_soak_with_restarts_and_a_forced_close(
         seen.add(identity(record["routing_key"], record["timestamp"]))
         redelivered += record["redelivered"]
         lines += 1
-    assert seen == expected
+    assert len(publisher.expected) == MESSAGES  # distinct: "every message" can be checked
+    assert seen == publisher.expected
     assert queue.depth() == 0
 
     # memory: flat after warm-up (a fifth of the way), whatever the faults did

@@ -90,7 +90,7 @@ class JsonlSink:
 
     def __init__(
         self, stream: BinaryIO, name: str, is_stdout: bool = False,
-        encoder: LineEncoder | None = None, fsync: bool = False,
+        encoder: Callable[[Record], bytes] | None = None, fsync: bool = False,
         give_up: Callable[[bool], bool] | None = None,
     ) -> None:
         self._stream = stream
