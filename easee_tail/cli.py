@@ -45,6 +45,7 @@ from easee_tail.options import (
     QUIET,
     complete_observations,
     credential_options,
+    debug_option,
     output_options,
     profile_option,
     quiet_option,
@@ -75,6 +76,83 @@ SIGNAL_EXIT: dict[int, ExitCode] = {
 }
 
 
+def _examples(*rows: tuple[str, str]) -> str:
+    return "\b\nExamples:\n" + "\n".join(f"  {command}\n      {why}" for command, why in rows)
+
+
+# Each command's help ends with examples (click prints the epilog as it is after \b).
+EXAMPLES = {
+    'tail': _examples(
+        ('easee-tail --token "$EASEE_TOKEN"',
+         'your chargers, live (a table, or JSON lines when piped)'),
+        ('easee-tail -s EH8KWDB8 -o ChargerOpMode,ReasonForNoCurrent -f short',
+         'why is it not charging?'),
+        ('easee-tail -e -j -w backlog.jsonl',
+         'what was waiting, saved, then exit'),
+    ),
+    'demo': _examples(
+        ('easee-tail demo',
+         'a simulated fleet in the live table'),
+        ('easee-tail demo --view state --chargers 3',
+         'the latest values per charger'),
+        ("easee-tail demo -j -c 20 | jq -c '{charger, name, value}'",
+         'JSON lines for jq'),
+    ),
+    'replay': _examples(
+        ('easee-tail replay monday.jsonl --speed 10',
+         'a capture at ten times its pace'),
+        ('easee-tail replay monday.jsonl -s EH8KWDB8 -o 109 -f short',
+         "one charger's op modes, as lines"),
+        ('easee-tail -j | easee-tail replay -',
+         'from stdin'),
+    ),
+    'connection': _examples(
+        ('easee-tail connection',
+         'the details, password masked'),
+        ('easee-tail connection --json --show-secrets | jq -r .url',
+         'a URL for other tools'),
+    ),
+    'doctor': _examples(
+        ('easee-tail doctor',
+         'every step from the API to the queue'),
+        ('easee-tail doctor --jsonl | jq -r \'select(.status != "pass") | .check\'',
+         'what failed'),
+    ),
+    'profiles': _examples(
+        ('easee-tail profiles',
+         'the config file and its profiles'),
+        ('easee-tail --profile work --view state',
+         'use one'),
+    ),
+    'logout': _examples(
+        ('easee-tail logout',
+         'forget every cached token'),
+        ('easee-tail logout --username partner@example.com',
+         "one login's"),
+    ),
+    'simulate': _examples(
+        ('easee-tail simulate --amqp-url amqps://guest:guest@localhost:5671/ --queue test.Q',
+         'a fleet into a queue'),
+        ('easee-tail simulate --amqp-url "$URL" --exchange amq.topic --rate 200 --duration 1m',
+         'into an exchange, for a minute'),
+    ),
+    'completion': _examples(
+        ('easee-tail completion bash > ~/.local/share/bash-completion/completions/easee-tail',
+         'bash'),
+        ('easee-tail completion fish > ~/.config/fish/completions/easee-tail.fish',
+         'fish'),
+    ),
+    'observations': _examples(
+        ('easee-tail observations',
+         'the catalogue'),
+        ('easee-tail observations ChargerOpMode 96',
+         'two in full, with their values'),
+        ("easee-tail observations --json | jq '.[].name'",
+         'for programs'),
+    ),
+}
+
+
 class DefaultGroup(click.Group):
     """`easee-tail [OPTIONS]` tails; `easee-tail demo` and friends are subcommands."""
 
@@ -88,6 +166,20 @@ class DefaultGroup(click.Group):
                 args and args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's help, then the default command's options: `easee-tail --help` is
+        what most people read first."""
+        super().format_help(ctx, formatter)
+        default = self.commands[self.default_command]
+        rows = [row for param in default.get_params(ctx)
+                if (row := param.get_help_record(ctx)) is not None]
+        with formatter.section(f"Options of `easee-tail [OPTIONS]` (the {self.default_command} "
+                               "command)"):
+            formatter.write_dl(rows)
+        if default.epilog:
+            formatter.write_paragraph()
+            formatter.write_text(default.epilog)
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
         """The subcommands, and for an option at the first word the default command's."""
@@ -122,7 +214,7 @@ def _stream_offset(_ctx: click.Context, _param: click.Parameter, value: str | No
     raise click.BadParameter("give first, last, next or an offset (a whole number)")
 
 
-@main.command("tail")
+@main.command("tail", epilog=EXAMPLES["tail"])
 @profile_option
 @credential_options
 @click.option("--prefetch", type=click.IntRange(1, 65535), default=DEFAULT_PREFETCH,
@@ -153,7 +245,7 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
     command.tail(**options)
 
 
-@main.command("demo")
+@main.command("demo", epilog=EXAMPLES["demo"])
 @profile_option
 @click.option("--chargers", "charger_count", type=click.IntRange(1, 500), default=4,
               show_default=True, help="Chargers in the simulated fleet.")
@@ -172,7 +264,7 @@ def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: i
     _Command(Environment.from_process()).consume(lambda: (source, None), **options)
 
 
-@main.command("replay")
+@main.command("replay", epilog=EXAMPLES["replay"])
 @profile_option
 @click.argument("paths", metavar="[FILE]...", nargs=-1,
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
@@ -198,7 +290,8 @@ def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float |
     command.consume(lambda: (source, None), decoder=source.record, **options)
 
 
-@main.command("connection")
+@main.command("connection", epilog=EXAMPLES["connection"])
+@debug_option
 @profile_option
 @credential_options
 @click.option("--json", "as_json", is_flag=True, help="As JSON, keyed as the Easee API keys it.")
@@ -233,7 +326,8 @@ def connection_command(
                                  for key, value in fields.items()))
 
 
-@main.command("doctor")
+@main.command("doctor", epilog=EXAMPLES["doctor"])
+@debug_option
 @profile_option
 @credential_options
 @click.option("--jsonl", is_flag=True, help="Each check as a JSON line on stdout.")
@@ -270,7 +364,8 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
     sys.exit(checker.exit_code)
 
 
-@main.command("profiles")
+@main.command("profiles", epilog=EXAMPLES["profiles"])
+@debug_option
 @click.option("--json", "as_json", is_flag=True, help="As JSON.")
 def profiles_command(as_json: bool) -> None:
     """Show the config file's profiles (precedence: flags, then environment, then profile)."""
@@ -293,7 +388,8 @@ def profiles_command(as_json: bool) -> None:
         env.stdout.write("no profiles; see README (Profiles) for the format\n")
 
 
-@main.command("logout")
+@main.command("logout", epilog=EXAMPLES["logout"])
+@debug_option
 @click.option("--username", envvar="EASEE_USERNAME", help="Only this login's tokens "
                                                             "[env EASEE_USERNAME].")
 def logout_command(username: str | None) -> None:
@@ -309,7 +405,8 @@ def logout_command(username: str | None) -> None:
                  else f"no cached tokens{whose} in {cache.path}")
 
 
-@main.command("simulate")
+@main.command("simulate", epilog=EXAMPLES["simulate"])
+@debug_option
 @quiet_option
 @click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL", required=True,
               help="amqps://user:pass@host:port/vhost of the broker to publish to "
@@ -364,7 +461,8 @@ def simulate_command(
                  f"{details.display_url} ({'queue ' + queue if queue else 'exchange ' + str(exchange)})")
 
 
-@main.command("completion")
+@main.command("completion", epilog=EXAMPLES["completion"])
+@debug_option
 @click.argument("shell", type=click.Choice(completion.SHELLS))
 @click.pass_context
 def completion_command(ctx: click.Context, /, shell: str) -> None:
@@ -378,7 +476,8 @@ def completion_command(ctx: click.Context, /, shell: str) -> None:
     click.echo(completion.script(ctx.find_root().command, shell), nl=False)
 
 
-@main.command("observations")
+@main.command("observations", epilog=EXAMPLES["observations"])
+@debug_option
 @click.argument("wanted", metavar="[ID|NAME]...", nargs=-1,
                 shell_complete=complete_observations)
 @click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object each.")

@@ -151,9 +151,18 @@ def profile_option(function: Callable[..., Any]) -> Callable[..., Any]:
              "[env EASEE_PROFILE].")(function)
 
 
+def debug_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--debug, on every command (an internal error says to run with it)."""
+    return click.option(
+        "--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True, expose_value=False,
+        callback=_debug_logging,
+        help="Log connection details (pika, HTTP) to stderr, secrets masked; show tracebacks "
+             "of internal errors [env EASEE_TAIL_DEBUG].")(function)
+
+
 def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options every pipeline shares, broker or demo."""
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("-j", "--jsonl", is_flag=True,
                      help="Write JSON lines to stdout (the default when stdout is not a terminal)."),
         click.option("-f", "--format", "line_format", metavar="TEMPLATE", callback=_template,
@@ -196,10 +205,7 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_quiet,
                      help="Leave out informational lines on stderr (never warnings or "
                           "errors)."),
-        click.option("--debug", is_flag=True, envvar="EASEE_TAIL_DEBUG", is_eager=True,
-                     expose_value=False, callback=_debug_logging,
-                     help="Log connection details (pika, HTTP) to stderr, secrets masked; "
-                          "show tracebacks of internal errors [env EASEE_TAIL_DEBUG]."),
+        debug_option,
     ]
     for option in reversed(options):
         function = option(function)

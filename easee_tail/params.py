@@ -27,13 +27,12 @@ def parse_duration(text: str) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
 
 
-class Duration(click.FloatRange):
-    """Seconds, typed with or without units (a FloatRange underneath, for click's help)."""
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5 on
+    """Seconds, typed with or without units."""
 
     name = "duration"
 
     def __init__(self, minimum: float = 0.0) -> None:
-        super().__init__(min=minimum, min_open=True)
         self.minimum = minimum  # the value must be above it
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
