@@ -36,7 +36,7 @@ from easee_tail.credentials import (
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
 from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, MissingPassword, Redactor
-from easee_tail.filters import build_filter, split_values
+from easee_tail.filters import Condition, FilterSpec, build_filter, split_negated
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
 from easee_tail.keys import Keys
@@ -689,7 +689,8 @@ class _Command:
         line_format: Template | str | None,
         save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
         silent_after: float,
-        chargers: Sequence[str], observations: Sequence[int],
+        chargers: Sequence[str], observations: tuple[tuple[int, ...], tuple[int, ...]],
+        tags: Sequence[str], where: Sequence[Condition],
         count: int | None, duration: float | None, idle_timeout: float | None,
         exit_at_end: bool,
         decoder: Callable[[Delivery], Record] | None = None,
@@ -698,7 +699,11 @@ class _Command:
         if fsync and not save_path:
             raise click.UsageError("--fsync goes with --save")
         self.stop.install()
-        keep = build_filter(split_values(chargers), observations)
+        wanted, unwanted = split_negated(chargers)
+        wanted_tags, unwanted_tags = split_negated(tags)
+        keep = build_filter((), (), FilterSpec(
+            tuple(wanted), tuple(unwanted), observations[0], observations[1],
+            tuple(wanted_tags), tuple(unwanted_tags), tuple(where)))
         table = catalogue.load()
         sinks: list[Sink] = []
         source: Source | None = None

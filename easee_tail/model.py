@@ -74,3 +74,8 @@ class ErrorRecord:
 
 
 Record = Observation | ErrorRecord
+
+
+# Every field a JSON line can have, in schema order: what templates and --where may name.
+RECORD_FIELDS = tuple(dict.fromkeys(
+    [*Observation.__dataclass_fields__, *ErrorRecord.__dataclass_fields__]))

@@ -18,7 +18,8 @@ from click.shell_completion import CompletionItem
 from easee_tail import catalogue, profiles
 from easee_tail.credentials import DEFAULT_API_URL
 from easee_tail.errors import SECRETS
-from easee_tail.filters import split_values
+from easee_tail.filters import Condition, split_negated, split_values
+from easee_tail.model import RECORD_FIELDS
 from easee_tail.params import Duration
 from easee_tail.sinks.table import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
@@ -62,6 +63,34 @@ def _template(ctx: click.Context, param: click.Parameter, text: str | None
     try:
         return Template(text)
     except TemplateError as problem:
+        raise click.BadParameter(str(problem), ctx=ctx, param=param) from None
+
+
+def resolve_obs_filter(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """--obs: (wanted ids, excluded ids); `!NAME` excludes."""
+    if any(not value.strip(" ,") for value in values):
+        raise click.BadParameter("needs an id or a name", ctx=ctx, param=param)
+    wanted, excluded = split_negated(values)
+    return (tuple(resolve_observations(ctx, param, wanted)),
+            tuple(resolve_observations(ctx, param, excluded)))
+
+
+def _tags(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> list[str]:
+    known = sorted({tag for entry in catalogue.load() for tag in entry.tags})
+    for value in split_values(values):
+        if value.lstrip("!") not in known:
+            raise click.BadParameter(f"no tag {value.lstrip('!')!r}; tags: {', '.join(known)}",
+                                     ctx=ctx, param=param)
+    return list(values)
+
+
+def _conditions(ctx: click.Context, param: click.Parameter, values: Sequence[str]
+                ) -> list[Condition]:
+    try:
+        return [Condition.parse(value, RECORD_FIELDS) for value in values]
+    except ValueError as problem:
         raise click.BadParameter(str(problem), ctx=ctx, param=param) from None
 
 
@@ -174,11 +203,20 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fsync", is_flag=True,
                      help="fsync the --save file before each acknowledgement (durable, slower)."),
         click.option("-s", "--charger", "chargers", metavar="SERIAL", multiple=True,
-                     help="Only these chargers (repeatable, comma-separated)."),
+                     help="Only these chargers: serials or globs ('EH*'), case-insensitive "
+                          "(repeatable, comma-separated); '!SERIAL' leaves one out."),
         click.option("-o", "--obs", "observations", metavar="ID|NAME", multiple=True,
-                     callback=resolve_observations, shell_complete=complete_observations,
+                     callback=resolve_obs_filter, shell_complete=complete_observations,
                      help="Only these observations, by id or name, case-insensitive "
-                          "(repeatable, comma-separated)."),
+                          "(repeatable, comma-separated); '!NAME' leaves one out."),
+        click.option("--tag", "tags", metavar="TAG", multiple=True, callback=_tags,
+                     help="Only observations with this catalogue tag (telemetry, event, boot, "
+                          "json); '!TAG' leaves them out."),
+        click.option("--where", metavar="'FIELD OP VALUE'", multiple=True,
+                     callback=_conditions,
+                     help="Only records where the condition holds: 'value != 0', "
+                          "'latency_ms > 1000', 'label ~ error' (== != < <= > >= ~; "
+                          "repeatable, all must hold)."),
         click.option("-c", "--count", type=click.IntRange(min=1), metavar="N",
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=Duration(),

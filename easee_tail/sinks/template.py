@@ -9,10 +9,9 @@ or a null is `-`.
 from __future__ import annotations
 
 import string
-from dataclasses import fields
 
 from easee_tail.format import compact_json, display_time, display_value
-from easee_tail.model import ErrorRecord, Observation, Record
+from easee_tail.model import RECORD_FIELDS, Record
 from easee_tail.text import visible
 
 PRESETS = {
@@ -23,9 +22,7 @@ PRESETS = {
 # besides the JSON lines' fields: the received time as the table shows it, and the value
 # as the table shows it (with its unit or label)
 DERIVED = ("time", "shown")
-FIELDS = tuple(dict.fromkeys(
-    [f.name for f in fields(Observation)] + [f.name for f in fields(ErrorRecord)]
-    + list(DERIVED)))
+FIELDS = (*RECORD_FIELDS, *DERIVED)
 
 
 class TemplateError(ValueError):
