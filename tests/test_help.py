@@ -9,7 +9,10 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
+
+from easee_tail.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ["tail", "demo", "replay", "connection", "doctor", "profiles", "logout",
@@ -78,6 +81,22 @@ def assert_parses(easee_tail: str, line: str, env: dict[str, str] | None = None)
         words.append(word)
     result = run(easee_tail, *words[1:], "--help", env=env)
     assert result.returncode == 0, f"{line}\n{result.stderr}"
+    # --help stops before values are checked: parse them too (in-process, nothing runs),
+    # letting pass only files the example names but this machine lacks
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        try:
+            group = main.make_context("easee-tail", words[1:])
+            rest = [*getattr(group, "_protected_args", []), *group.args]
+            name, command, args = main.resolve_command(group, rest)
+            assert command is not None and name is not None
+            command.make_context(name, args, parent=group)
+        except click.BadParameter as problem:
+            assert problem.param is not None and isinstance(problem.param.type, click.Path), \
+                f"{line}: {problem.format_message()}"
+        except click.UsageError as problem:
+            raise AssertionError(f"{line}: {problem.format_message()}") from None
 
 
 def test_every_readme_example_parses(easee_tail: str, work_profile: dict[str, str]) -> None:
