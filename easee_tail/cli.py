@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
@@ -67,6 +68,8 @@ from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats, StatsLines
 from easee_tail.text import visible
 from easee_tail.token_cache import TokenCache
+
+TIME_FIELDS = {"device": "timestamp", "arrival": "arrival", "received": "received"}
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
 # went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
@@ -287,7 +290,7 @@ def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float |
     pace = speed if speed is not None else (1.0 if table_shown else None)
     files = open_files(paths, env.stdin.buffer)
     source = ReplaySource(files, pace, command.notice)
-    command.consume(lambda: (source, None), decoder=source.record, **options)
+    command.consume(lambda: (source, None), decoder=source.record, live=False, **options)
 
 
 @main.command("connection", epilog=EXAMPLES["connection"])
@@ -690,20 +693,28 @@ class _Command:
         save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
         silent_after: float,
         chargers: Sequence[str], observations: tuple[tuple[int, ...], tuple[int, ...]],
-        tags: Sequence[str], where: Sequence[Condition],
+        tags: Sequence[str], where: Sequence[Condition], since: datetime | None,
+        until: datetime | None, time_field: str,
         count: int | None, duration: float | None, idle_timeout: float | None,
         exit_at_end: bool,
-        decoder: Callable[[Delivery], Record] | None = None,
+        decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
     ) -> None:
         env = self.env
         if fsync and not save_path:
             raise click.UsageError("--fsync goes with --save")
         self.stop.install()
+        if until is not None and live:  # a live stream also ends when the clock gets there
+            left = (until - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                raise click.BadParameter("is in the past: a live stream would end at once",
+                                         param_hint="--until")
+            duration = left if duration is None else min(duration, left)
         wanted, unwanted = split_negated(chargers)
         wanted_tags, unwanted_tags = split_negated(tags)
         keep = build_filter((), (), FilterSpec(
             tuple(wanted), tuple(unwanted), observations[0], observations[1],
-            tuple(wanted_tags), tuple(unwanted_tags), tuple(where)))
+            tuple(wanted_tags), tuple(unwanted_tags), tuple(where), since, until,
+            TIME_FIELDS[time_field]))
         table = catalogue.load()
         sinks: list[Sink] = []
         source: Source | None = None

@@ -14,6 +14,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from easee_tail.model import Record
 
@@ -106,6 +107,9 @@ class FilterSpec:
     tags: tuple[str, ...] = ()
     not_tags: tuple[str, ...] = ()
     where: tuple[Condition, ...] = ()
+    since: datetime | None = None  # judged on `time_field`; a record without it is kept
+    until: datetime | None = None
+    time_field: str = "timestamp"  # the charger's own time; or "arrival", "received"
 
     def describe(self) -> str:
         """What is filtered, for people ("" when nothing is)."""
@@ -117,6 +121,10 @@ class FilterSpec:
             if shown:
                 parts.append(f"{name} {','.join(shown)}")
         parts += [f"where {c.field} {c.op} {c.literal}" for c in self.where]
+        if self.since is not None:
+            parts.append(f"{self.time_field} since {self.since.isoformat()}")
+        if self.until is not None:
+            parts.append(f"{self.time_field} until {self.until.isoformat()}")
         return "; ".join(parts)
 
 
@@ -129,8 +137,9 @@ def build_filter(chargers: Iterable[str], observation_ids: Iterable[int],
     wanted_ids = frozenset([*observation_ids, *spec.observations])
     unwanted_ids = frozenset(spec.not_observations)
     tags, not_tags, where = frozenset(spec.tags), frozenset(spec.not_tags), spec.where
+    since, until, time_field = spec.since, spec.until, spec.time_field
     if not (wanted_chargers or unwanted_chargers or wanted_ids or unwanted_ids or tags
-            or not_tags or where):
+            or not_tags or where or since or until):
         return None
 
     def keep(record: Record) -> bool:
@@ -152,6 +161,11 @@ def build_filter(chargers: Iterable[str], observation_ids: Iterable[int],
             if tags and tags.isdisjoint(record.tags):
                 return False
             if not_tags and not not_tags.isdisjoint(record.tags):
+                return False
+        if since is not None or until is not None:
+            moment = getattr(record, time_field, None)
+            if moment is not None and ((since is not None and moment < since)
+                                       or (until is not None and moment > until)):
                 return False
         return all(condition(record) for condition in where)
 

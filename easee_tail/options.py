@@ -20,7 +20,7 @@ from easee_tail.credentials import DEFAULT_API_URL
 from easee_tail.errors import SECRETS
 from easee_tail.filters import Condition, split_negated, split_values
 from easee_tail.model import RECORD_FIELDS
-from easee_tail.params import Duration
+from easee_tail.params import Duration, Moment
 from easee_tail.sinks.table import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
 
@@ -217,6 +217,16 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Only records where the condition holds: 'value != 0', "
                           "'latency_ms > 1000', 'label ~ error' (== != < <= > >= ~; "
                           "repeatable, all must hold)."),
+        click.option("--since", type=Moment(),
+                     help="Only records from TIME on: ISO 8601, a clock time today (14:02) or "
+                          "a duration ago (2h); judged on --time-field."),
+        click.option("--until", type=Moment(),
+                     help="Only records up to TIME (live: and exit 0 when the clock gets "
+                          "there)."),
+        click.option("--time-field", type=click.Choice(["device", "arrival", "received"]),
+                     default="device", show_default=True,
+                     help="The time --since and --until judge: the charger's own (device), "
+                          "when it reached the cloud (arrival), or when easee-tail got it."),
         click.option("-c", "--count", type=click.IntRange(min=1), metavar="N",
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=Duration(),

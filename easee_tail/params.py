@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -64,3 +65,45 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def parse_moment(text: str, now: datetime | None = None) -> datetime:
+    """An aware UTC datetime from ISO 8601 (without an offset: local time), a local clock
+    time today (`14:02`, `14:02:30`), or a duration ago (`2h`, `90m`); ValueError else."""
+    now = now or datetime.now(UTC)
+    text = text.strip()
+    clock = _CLOCK.fullmatch(text)
+    if clock:
+        hour, minute, second = (int(part or 0) for part in clock.groups())
+        local = now.astimezone().replace(hour=hour, minute=minute, second=second,
+                                         microsecond=0)
+        return local.astimezone(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return now - timedelta(seconds=parse_duration(text))
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as a person types it
+    return moment.astimezone(UTC)
+
+
+class Moment(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5 on
+    """A point in time: ISO 8601, a clock time today, or a duration ago."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(str(value))
+        except (ValueError, OverflowError):
+            self.fail(f"{value!r} is not a time: ISO 8601 (2026-11-26T14:02:00Z), a clock "
+                      "time today (14:02), or a duration ago (2h)", param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "TIME"
