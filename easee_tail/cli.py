@@ -48,6 +48,7 @@ from easee_tail.options import (
     credential_options,
     debug_option,
     output_options,
+    profile_keys,
     profile_option,
     quiet_option,
     refuse_nonsense,
@@ -374,10 +375,16 @@ def profiles_command(as_json: bool) -> None:
     """Show the config file's profiles (precedence: flags, then environment, then profile)."""
     env = Environment.from_process()
     path = profiles.config_path()
+    known = set(profile_keys(main))
     try:
         default, found = profiles.read(path)
-    except profiles.ProfileError as problem:
-        _Command(env).fail(problem.message, problem.exit_code)
+    except profiles.ProfileError as problem:  # shown, not failed on: this is where to look
+        if as_json:
+            env.stdout.write(json.dumps({"path": str(path), "error": problem.message}) + "\n")
+        else:
+            env.stdout.write(f"{visible(str(path))}\n  cannot be used: "
+                             f"{visible(problem.message)}\n")
+        return
     if as_json:
         env.stdout.write(json.dumps({"path": str(path), "default": default, "profiles": {
             name: dict(profile.values) for name, profile in found.items()}}, indent=2) + "\n")
@@ -386,7 +393,9 @@ def profiles_command(as_json: bool) -> None:
     for name, profile in sorted(found.items()):
         env.stdout.write(f"\n[profile.{visible(name)}]{'  (default)' if name == default else ''}\n")
         for key, value in profile.values.items():
-            env.stdout.write(f"  {visible(key)} = {visible(json.dumps(value, ensure_ascii=False))}\n")
+            mark = "" if key in known else "   <- unknown key: using this profile fails"
+            env.stdout.write(f"  {visible(key)} = {visible(json.dumps(value, ensure_ascii=False))}"
+                             f"{mark}\n")
     if not found:
         env.stdout.write("no profiles; see README (Profiles) for the format\n")
 

@@ -147,6 +147,12 @@ def _apply_profile(ctx: click.Context, param: click.Parameter, name: str | None)
         raise click.BadParameter(problem.message, ctx=ctx, param=param) from None
     if profile is None:
         return None
+    unknown = sorted(set(profile.values) - set(profile_keys(ctx.find_root().command)))
+    if unknown:
+        raise click.BadParameter(
+            f"profile {profile.name!r} has unknown key(s) {', '.join(unknown)}: a key is the "
+            "long name of an option (without --), and not a secret "
+            f"({', '.join(profiles.SECRETS)})", ctx=ctx, param=param)
     defaults = dict(ctx.default_map or {})
     for key, value in profile.values.items():
         option = next((p for p in ctx.command.params
@@ -160,6 +166,14 @@ def _apply_profile(ctx: click.Context, param: click.Parameter, name: str | None)
         defaults[option.name] = value
     ctx.default_map = defaults
     return profile.name
+
+
+def profile_keys(root: click.Command) -> list[str]:
+    """Every long option name any command takes, secrets and --profile itself aside."""
+    commands = root.commands.values() if isinstance(root, click.Group) else [root]
+    names = {opt[2:] for command in commands for param in command.params
+             if isinstance(param, click.Option) for opt in param.opts if opt.startswith("--")}
+    return sorted(names - {"profile", "help", *profiles.SECRETS})
 
 
 def _complete_profiles(

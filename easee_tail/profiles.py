@@ -8,9 +8,11 @@
     charger = ["EH123456"]
     view = "state"
 
-A profile's keys are the long names of options; what it sets counts below the command line
-and the environment, above the built-in defaults. Secrets do not belong here: logins keep
-their tokens in the token cache.
+A profile's keys are the long names of options (of any command: a key another command
+takes is left alone by this one); what it sets counts below the command line and the
+environment, above the built-in defaults. Keys are checked when a profile is used, so one
+profile's mistake never breaks another. Secrets do not belong here: logins keep their
+tokens in the token cache.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import platformdirs
 
 from easee_tail.errors import EaseeTailError, ExitCode
 
-KEYS = ("api-url", "username", "ca-file", "charger", "obs", "view", "silent-after",
-        "heartbeat", "prefetch")
+SECRETS = ("token", "password", "amqp-url")  # never in a file others may read
 
 
 class ProfileError(EaseeTailError):
@@ -60,10 +61,6 @@ def read(path: Path | None = None) -> tuple[str | None, dict[str, Profile]]:
     for name, values in tables.items():
         if not isinstance(values, dict):
             raise ProfileError(f"{path}: profile.{name} is not a table")
-        unknown = sorted(set(values) - set(KEYS))
-        if unknown:
-            raise ProfileError(f"{path}: profile {name!r} has unknown key(s) "
-                               f"{', '.join(unknown)}; known: {', '.join(KEYS)}")
         profiles[name] = Profile(name, values)
     if default is not None and default not in profiles:
         raise ProfileError(f"{path}: default = {default!r} names no [profile.{default}]")

@@ -154,6 +154,7 @@ ca-file = "{cli.certs.ca_file}"
 @pytest.mark.parametrize(("config", "message"), [
     ('[profile.a]\nview = "state"\n', "no profile 'missing'"),
     ('[profile.missing]\ncolour = "red"\n', "unknown key(s) colour"),
+    ('[profile.missing]\ntoken = "abc"\n', "unknown key(s) token"),
     ('[profile.missing\n', "cannot read"),
     ('default = "b"\n[profile.missing]\n', "names no [profile.b]"),
 ])
@@ -258,3 +259,24 @@ def test_a_profiles_view_opens_the_state_view_and_the_flag_overrides_it(cli: Run
         screen.wait_for(lambda s: "EXIT=130" in s)
     finally:
         screen.close()
+
+
+def test_a_profile_sets_any_long_option_and_a_bad_one_breaks_only_itself(cli: Runner) -> None:
+    write_config('default = "ops"\n[profile.ops]\nrate = 500.0\ncount = 3\nformat = "values"\n'
+                 'idle-timeout = "1m"\n[profile.broken]\ncolour = "red"\n')
+    result = cli.run("demo")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    assert all(len(line.split()) == 4 for line in result.stdout.splitlines())  # the preset
+    broken = cli.run("demo", "--profile", "broken", "--count", "1")
+    assert broken.returncode == 2 and "unknown key(s) colour" in broken.stderr
+    shown = cli.run("profiles")
+    assert shown.returncode == 0
+    assert 'colour = "red"   <- unknown key' in shown.stdout
+
+
+def test_profiles_shows_a_broken_config_instead_of_failing(cli: Runner) -> None:
+    path = write_config("[profile.a\n")
+    shown = cli.run("profiles")
+    assert shown.returncode == 0
+    assert shown.stdout.startswith(str(path)) and "cannot be used: cannot read" in shown.stdout
