@@ -67,7 +67,7 @@ from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats, StatsLines
-from easee_tail.text import visible
+from easee_tail.text import plural, visible
 from easee_tail.token_cache import TokenCache
 
 TIME_FIELDS = {"device": "timestamp", "arrival": "arrival", "received": "received"}
@@ -335,20 +335,27 @@ def connection_command(
 @profile_option
 @credential_options
 @click.option("--jsonl", is_flag=True, help="Each check as a JSON line on stdout.")
+@click.option("--strict", is_flag=True,
+              help="A warning (a certificate about to expire, another consumer) fails too.")
 @click.pass_context
-def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
+def doctor_command(ctx: click.Context, /, jsonl: bool, strict: bool, **options: Any) -> None:
     """Check every step from the API to the queue, with advice for each failure.
 
-    Exit 0 only when every check passes; otherwise the code easee-tail would exit with.
-    Nothing is consumed.
+    Exit 0 when no check failed (warnings too, with --strict); otherwise the code
+    easee-tail would exit with. Without credentials it checks what it can. Nothing is
+    consumed.
     """
     command = _Command(Environment.from_process())
     command.check_password_source(ctx, options)
-    credentials = command.credentials(**options)
+    credentials: StreamCredentials | ConnectionDetails | EaseeApi
+    if options["token"] or options["username"] or options["amqp_url"]:
+        credentials = command.credentials(**options)
+    else:  # none given: the API can still be looked at
+        credentials = command.api(options["api_url"], options["ca_file"], options["insecure"])
     target = doctor.Target(credentials, options["ca_file"], options["insecure"])
     env = command.env
     out = Console(file=env.stdout, no_color=env.no_color, highlight=False, markup=False,
-                  soft_wrap=True)
+                  soft_wrap=not env.stdout_isatty)
 
     def report(result: doctor.Result) -> None:
         result = replace(result, detail=command.redact(result.detail))
@@ -356,16 +363,17 @@ def doctor_command(ctx: click.Context, /, jsonl: bool, **options: Any) -> None:
             env.stdout.write(json.dumps(result.as_json()) + "\n")
             env.stdout.flush()
         else:
-            out.print(doctor.checklist_line(result))
+            out.print(doctor.checklist_line(result, wrap=env.stdout_isatty))
 
     if not jsonl:
         checked = "direct AMQP URL" if isinstance(credentials, ConnectionDetails) \
+            else credentials.base_url if isinstance(credentials, EaseeApi) \
             else credentials.api.base_url
         out.print(f"easee-tail doctor: {visible(checked)}", style="bold")
     command.stop.install()
     checker = doctor.Doctor(target, report)
     checker.run()
-    sys.exit(checker.exit_code)
+    sys.exit(checker.exit_code(strict))
 
 
 @main.command("profiles", epilog=EXAMPLES["profiles"])
@@ -413,7 +421,7 @@ def logout_command(username: str | None) -> None:
     except EaseeTailError as problem:
         command.fail(problem.message, problem.exit_code)
     whose = f" of {username}" if username else ""
-    command.info(f"removed {removed} cached token(s){whose} from {cache.path}" if removed
+    command.info(f"removed {plural(removed, 'cached token')}{whose} from {cache.path}" if removed
                  else f"no cached tokens{whose} in {cache.path}")
 
 
@@ -469,7 +477,7 @@ def simulate_command(
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()
-    command.info(f"{sent:,} messages from {charger_count} chargers published to "
+    command.info(f"{plural(sent, 'message')} from {plural(charger_count, 'charger')} published to "
                  f"{details.display_url} ({'queue ' + queue if queue else 'exchange ' + str(exchange)})")
 
 
@@ -565,10 +573,11 @@ class _Command:
                           "consumers get it later and marked redelivered, and easee-tail sees "
                           "only the messages the broker offers it (see README)")
             elif state.consumers and not quiet:
-                self.warn(f"{state.consumers} other consumer(s) share {details_now.queue}: "
+                self.warn(f"{plural(state.consumers, 'other consumer')} share {details_now.queue}: "
                           "messages shown here do not reach them")
             if state.messages and not quiet:
-                self.info(f"{state.messages:,} messages are waiting in {details_now.queue}")
+                self.info(f"{plural(state.messages, 'message')} "
+                          f"{'is' if state.messages == 1 else 'are'} waiting in {details_now.queue}")
             return source, state.messages
 
         def open_source() -> tuple[Source, int]:
@@ -647,6 +656,16 @@ class _Command:
                 "or --amqp-url with --queue; `easee-tail demo` runs without an account")
         if password and not username:
             raise click.UsageError("--password goes with --username")
+        api = self.api(api_url, ca_file, insecure)
+        login = None
+        if username:
+            login = Login(username, partial(self._password, username, password))
+        return StreamCredentials(api, token=token, login=login, on_secret=self.redact.add,
+                                 cache=TokenCache(warn=self.warn))
+
+    def api(self, api_url: str, ca_file: str | None, insecure: bool) -> EaseeApi:
+        """The Easee API at --api-url, which must be http(s); plain http off this machine is
+        warned about (the token and password would travel unencrypted)."""
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise click.BadParameter(f"{api_url!r} is not an http(s):// URL with a host",
@@ -654,14 +673,7 @@ class _Command:
         if parts.scheme == "http" and not _loopback(parts.hostname):
             self.warn(f"--api-url {mask_url(api_url)} is plain http: the token and the login "
                       "password travel unencrypted, readable on the network")
-        login = None
-        if username:
-            login = Login(username, partial(self._password, username, password))
-        return StreamCredentials(
-            EaseeApi(api_url, ca_file=ca_file, insecure=insecure, wait=self._wait_for_api),
-            token=token, login=login,
-            on_secret=self.redact.add, cache=TokenCache(warn=self.warn),
-        )
+        return EaseeApi(api_url, ca_file=ca_file, insecure=insecure, wait=self._wait_for_api)
 
     def _wait_for_api(self, seconds: float, why: str) -> None:
         """Wait as the API asked (a short 429), with a countdown on a terminal."""

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from rich.table import Table
 from rich.text import Text
 
-from easee_tail.credentials import ConnectionDetails, StreamCredentials
+from easee_tail.credentials import ConnectionDetails, EaseeApi, StreamCredentials
 from easee_tail.errors import (
     CredentialsRejected,
     EaseeTailError,
@@ -28,7 +29,7 @@ from easee_tail.errors import (
     Unreachable,
 )
 from easee_tail.source.broker import connect, queue_state
-from easee_tail.text import visible
+from easee_tail.text import plural, visible
 from easee_tail.tls import PeerCertificate, client_context, peer_certificate
 
 Status = Literal["pass", "warn", "fail", "skip"]
@@ -50,8 +51,9 @@ CHECKS = (
 ADVICE = {
     "API reachable": "check --api-url and the network path to it (easee-tail ignores "
                      "HTTP(S)_PROXY); pass --ca-file if the API uses a private CA",
-    "credentials accepted": "tokens expire: get a new one, or use --username to log in; "
-                            "check the username and password",
+    "credentials accepted": "pass --token (or EASEE_TOKEN) or --username (or EASEE_USERNAME) "
+                            "of an integration account; tokens expire: get a new one, or use "
+                            "--username to log in",
     "integration account": "the stream needs an integration (partner) account's login; "
                            "ask Easee for partner access if you have none",
     "connection details complete": "the Easee API answered without what a connection needs: "
@@ -87,7 +89,7 @@ class Result:
 class Target:
     """What to check: the API and its credentials, or connection details given directly."""
 
-    credentials: StreamCredentials | ConnectionDetails
+    credentials: StreamCredentials | ConnectionDetails | EaseeApi  # an API alone: none given
     ca_file: str | None
     insecure: bool
 
@@ -102,10 +104,10 @@ class Doctor:
         self._report = report
         self.results: list[Result] = []
 
-    @property
-    def exit_code(self) -> int:
-        return next((r.exit_code for r in self.results if r.status in ("fail", "warn")),
-                    ExitCode.OK)
+    def exit_code(self, strict: bool = False) -> int:
+        """That of the first check that failed (or warned, when strict); else 0."""
+        bad = ("fail", "warn") if strict else ("fail",)
+        return next((r.exit_code for r in self.results if r.status in bad), ExitCode.OK)
 
     def run(self) -> list[Result]:
         try:
@@ -127,7 +129,9 @@ class Doctor:
         self._report(result)
 
     def _fail(self, check: str, problem: EaseeTailError) -> _Stop:
-        self._add(check, "fail", problem.message, problem.exit_code)
+        # an error's own advice (after "; ") gives way to the check's, said once below
+        detail = problem.message.split("; ")[0] if ADVICE[check] else problem.message
+        self._add(check, "fail", detail, problem.exit_code)
         return _Stop()
 
     def _details(self) -> ConnectionDetails:
@@ -136,7 +140,7 @@ class Doctor:
             for check in CHECKS[:4]:
                 self._add(check, "skip", "not asked: --amqp-url gives the connection details")
             return credentials
-        api = credentials.api
+        api = credentials if isinstance(credentials, EaseeApi) else credentials.api
         started = time.monotonic()
         try:
             status = api.ping()
@@ -144,6 +148,9 @@ class Doctor:
             raise self._fail("API reachable", problem) from None
         self._add("API reachable", "pass", f"{api.base_url} answered (HTTP {status}) in "
                                            f"{(time.monotonic() - started) * 1000:.0f} ms")
+        if isinstance(credentials, EaseeApi):
+            self._add("credentials accepted", "fail", "none given", ExitCode.USAGE)
+            raise _Stop()
         try:
             details = credentials.details()
         except CredentialsRejected as problem:
@@ -203,11 +210,11 @@ class Doctor:
             self._add("queue exists", "pass", details.queue)
             if state.consumers:
                 self._add("no other consumers", "warn",
-                          f"{state.consumers} consumer(s) attached to {details.queue}",
+                          f"{plural(state.consumers, 'consumer')} attached to {details.queue}",
                           ExitCode.QUEUE_SHARED)
             else:
                 self._add("no other consumers", "pass", "none attached")
-            self._add("backlog", "pass", f"{state.messages:,} message(s) waiting")
+            self._add("backlog", "pass", f"{plural(state.messages, 'message')} waiting")
         finally:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -232,13 +239,27 @@ _MARKS: dict[Status, tuple[str, str]] = {
 }
 
 
-def checklist_line(result: Result) -> Text:
-    """One check as a person reads it: mark, name, what was found; the advice below."""
+def checklist_line(result: Result, wrap: bool = False) -> Text | Table:
+    """One check as a person reads it: mark, name, what was found; the advice below. On a
+    terminal (`wrap`) the text wraps at word boundaries within its column; piped, each
+    check stays one line (and its advice the next) for grep."""
     mark, style = _MARKS[result.status]
-    line = Text()
-    line.append(f"{mark} ", style=f"bold {style}")
-    line.append(f"{result.check:<30}", style="bold" if result.status != "skip" else "dim")
-    line.append(visible(result.detail), style="dim" if result.status == "skip" else "")
+    name_style = "bold" if result.status != "skip" else "dim"
+    detail = Text(visible(result.detail), style="dim" if result.status == "skip" else "")
+    if not wrap:
+        line = Text()
+        line.append(f"{mark} ", style=f"bold {style}")
+        line.append(f"{result.check:<30}", style=name_style)
+        line.append(detail)
+        if result.advice:
+            line.append(f"\n  {'':<30}→ {visible(result.advice)}", style=style)
+        return line
     if result.advice:
-        line.append(f"\n  {'':<30}→ {visible(result.advice)}", style=style)
-    return line
+        detail.append(f"\n→ {visible(result.advice)}", style=style)
+    grid = Table.grid(padding=(0, 1), expand=True)
+    grid.add_column(width=1, no_wrap=True)
+    grid.add_column(width=29, no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    grid.add_row(Text(mark, style=f"bold {style}"), Text(result.check, style=name_style),
+                 detail)
+    return grid

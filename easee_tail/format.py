@@ -13,7 +13,7 @@ import orjson
 
 from easee_tail.model import ErrorRecord, Observation, Record
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
-from easee_tail.text import visible
+from easee_tail.text import plural, visible
 
 MAX_VALUE_WIDTH = 80
 
@@ -107,7 +107,7 @@ def display_duration(seconds: float) -> str:
 def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
     """What is printed on stderr at exit: totals, latency percentiles and a histogram."""
     rate = stats.total / elapsed if elapsed > 0 else 0.0
-    first = f"easee-tail: {stats.total:,} messages in {display_duration(elapsed)} ({rate:.1f}/s)"
+    first = f"easee-tail: {plural(stats.total, 'message')} in {display_duration(elapsed)} ({rate:.1f}/s)"
     if stats.errors:
         first += f", {stats.errors:,} unreadable"
     if stats.redelivered:

@@ -143,7 +143,7 @@ class StatsLines:
             "latency_ms": stats.live_percentiles(),
         }
         try:
-            self._stream.write(json.dumps(line) + "\n")
+            self._stream.write(json.dumps(line, separators=(",", ":")) + "\n")
             self._stream.flush()
         except (OSError, ValueError):
             pass  # stderr gone: the stream itself goes on

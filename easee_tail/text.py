@@ -27,3 +27,8 @@ def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 charger`, `3 chargers`, `1,000 messages`: the count and its noun, agreeing."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from easee_tail import __version__
 from easee_tail.cli import main
 from easee_tail.params import parse_duration
+from easee_tail.text import plural
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,3 +123,9 @@ def test_a_profile_view_does_not_conflict_with_jsonl(easee_tail: str, tmp_path: 
                             env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")})
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_counts_and_nouns_agree() -> None:
+    assert [plural(n, "charger") for n in (0, 1, 2, 1500)] == [
+        "0 chargers", "1 charger", "2 chargers", "1,500 chargers"]
+    assert plural(1, "more charger") == "1 more charger"

@@ -61,3 +61,5 @@ def test_stats_interval_writes_stats_lines_to_stderr(cli: Runner) -> None:
     assert stats[1]["time"].endswith("Z") and set(stats[1]["latency_ms"]) == {
         "p50", "p95", "p99", "max"}
     assert all(json.loads(line)["kind"] != "stats" for line in result.stdout.splitlines())
+    assert all('", "' not in line and '": ' not in line  # compact, like the records
+               for line in result.stderr.splitlines())

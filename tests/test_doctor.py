@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from tests.conftest import (
     stream_details,
 )
 from tests.harness.rabbit import RabbitBroker
+from tests.harness.terminal import Terminal
 
 
 def doctor(cli: Runner, server: HTTPServer, *extra: str,
@@ -51,7 +52,7 @@ def test_all_checks_pass_and_nothing_is_consumed(
     assert marks == ["✓"] * 10
     assert re.search(r"TLS certificate\s+valid for localhost .*expires \d{4}-\d\d-\d\d "
                      r"\(in \d+ days\)", result.stdout)
-    assert "3 message(s) waiting" in line(result.stdout, "backlog")
+    assert "3 messages waiting" in line(result.stdout, "backlog")
     assert queue.depth() == 3  # a passive look: nothing taken
 
 
@@ -123,6 +124,7 @@ def test_refused_amqp_login(cli: Runner, httpserver: HTTPServer, rabbit: RabbitB
     assert line(result.stdout, "TLS certificate").startswith("✓")
     assert line(result.stdout, "AMQP login").startswith("✗")
     assert "rotated-Pw-0000" not in result.stdout + result.stderr
+    assert result.stdout.count("rotated") == 1  # the advice, not the detail again
 
 
 def test_missing_queue(cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker,
@@ -145,12 +147,13 @@ def test_attached_consumer_is_a_warning_with_advice_and_jsonl(
     cli: Runner, api: HTTPServer, queue: BrokerQueue, other_consumer: None
 ) -> None:
     result = doctor(cli, api, "--jsonl")
-    assert result.returncode == 10
+    assert result.returncode == 0  # a warning; --strict makes it fail
+    assert doctor(cli, api, "--jsonl", "--strict").returncode == 10
     checks = [json.loads(text) for text in result.stdout.splitlines()]
     assert [check["check"] for check in checks][-2:] == ["no other consumers", "backlog"]
     by_name = {check["check"]: check for check in checks}
     assert by_name["no other consumers"]["status"] == "warn"
-    assert "1 consumer(s) attached" in by_name["no other consumers"]["detail"]
+    assert "1 consumer attached" in by_name["no other consumers"]["detail"]
     assert "--peek" in by_name["no other consumers"]["advice"]
     assert by_name["no other consumers"]["exit_code"] == 10
     assert by_name["backlog"]["status"] == "pass"
@@ -166,3 +169,34 @@ def test_direct_amqp_url_skips_the_api(cli: Runner, rabbit: RabbitBroker,
     assert line(result.stdout, "API reachable").startswith("–")
     assert line(result.stdout, "queue exists").startswith("✓")
     assert_no_secrets(result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_without_credentials_the_api_is_still_checked(
+    cli: Runner, httpserver: HTTPServer, jsonl: bool
+) -> None:
+    result = cli.run("doctor", *api_args(httpserver, cli.certs), *(["--jsonl"] if jsonl else []))
+    assert result.returncode == 2, result.stdout + result.stderr
+    if jsonl:
+        checks = {check["check"]: check for check in map(json.loads, result.stdout.splitlines())}
+        assert checks["API reachable"]["status"] == "pass"
+        assert checks["credentials accepted"]["status"] == "fail"
+        assert checks["credentials accepted"]["detail"] == "none given"
+        assert checks["backlog"]["status"] == "skip"
+    else:
+        assert line(result.stdout, "API reachable").startswith("✓")
+        assert "none given" in line(result.stdout, "credentials accepted")
+        assert "→ pass --token" in result.stdout
+
+
+def test_doctor_wraps_at_word_boundaries_on_a_terminal(
+    cli: Runner, terminal: Callable[..., Terminal]
+) -> None:
+    screen = terminal([cli.executable, "doctor", "--token", TOKEN, "--api-url",
+                       f"http://127.0.0.1:{free_closed_port()}"], width=60)
+    shown = screen.wait_for(lambda text: "EXIT=" in text)
+    assert "EXIT=5" in shown
+    lines = shown.splitlines()
+    first = next(index for index, text in enumerate(lines) if text.startswith("✗ API reachable"))
+    assert lines[first + 1].startswith(" " * 30)  # the detail goes on in its own column
+    assert all(len(text) <= 60 for text in lines)

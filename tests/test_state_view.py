@@ -203,16 +203,16 @@ def test_the_state_view_scrolls_a_charger_at_a_time(cli: Runner) -> None:
     try:
         screen.run([cli.executable, "demo", "--chargers", "5", "--seed", "4", "--rate", "200",
                     "--view", "state"])
-        top = screen.wait_for(lambda s: "more charger(s) below" in s and "j/k: scroll" in s)
+        top = screen.wait_for(lambda s: "more chargers below" in s and "j/k: scroll" in s)
         assert first_charger(top) == serials[0] and "above" not in top
         screen.press("j", "j")
-        down = screen.wait_for(lambda s: "↑ 2 charger(s) above" in s)
+        down = screen.wait_for(lambda s: "↑ 2 chargers above" in s)
         assert first_charger(down) == serials[2]
         screen.press("Down")
-        screen.wait_for(lambda s: "↑ 3 charger(s) above" in s and first_charger(s) == serials[3])
+        screen.wait_for(lambda s: "↑ 3 chargers above" in s and first_charger(s) == serials[3])
         screen.press("k", "Up", "Up", "Up", "Up")  # not above the first
         back = screen.wait_for(lambda s: "above" not in s and first_charger(s) == serials[0])
-        assert "more charger(s) below" in back
+        assert "more chargers below" in back
         screen.press("C-c")
         screen.wait_for(lambda s: "EXIT=130" in s)
     finally:

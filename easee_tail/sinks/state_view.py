@@ -13,7 +13,7 @@ from rich.text import Text
 
 from easee_tail.format import display_ago, display_state_value, sparkline
 from easee_tail.state import ChargerState, FleetState, Group, Latest
-from easee_tail.text import visible
+from easee_tail.text import plural, visible
 
 HIGHLIGHT = 2.5  # seconds a changed value stays highlighted
 _LABEL_WIDTH = 8  # "status", "power", "link", "other"
@@ -30,13 +30,13 @@ def state_lines(
     skip = min(skip, len(chargers) - 1)
     lines: list[Text] = []
     if skip:
-        lines.append(Text(f"↑ {skip} charger(s) above", style="dim"))
+        lines.append(Text(f"↑ {plural(skip, 'charger')} above", style="dim"))
     for shown, charger in enumerate(chargers[skip:], start=skip):
         block = _block(charger, groups, now, silent_after)
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
         if len(block) > room:
-            lines.append(Text(f"↓ {left} more charger(s) below: j or ↓ to scroll, or pick "
+            lines.append(Text(f"↓ {plural(left, 'more charger')} below: j or ↓ to scroll, or pick "
                               "with --charger SERIAL", style="dim"))
             break
         lines.extend(block)

@@ -33,7 +33,7 @@ from easee_tail.sinks.state_view import state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
-from easee_tail.text import visible
+from easee_tail.text import plural, visible
 
 REDRAWS_PER_SECOND = 5
 VIEWS = ("stream", "state")
@@ -136,8 +136,8 @@ class TableSink:
         if self._backlog:
             header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
         header.append("\n")
-        header.append(f"{stats.total:,} messages", style="bold")
-        header.append(f" · {stats.rate:.1f}/s · {len(stats.per_charger)} chargers")
+        header.append(plural(stats.total, "message"), style="bold")
+        header.append(f" · {stats.rate:.1f}/s · {plural(len(stats.per_charger), 'charger')}")
         if stats.errors:
             header.append(f" · {stats.errors} unreadable", style="red")
         latencies = stats.live_percentiles()

@@ -32,6 +32,7 @@ from easee_tail.errors import (
 )
 from easee_tail.model import Delivery
 from easee_tail.source import IDLE_TICK
+from easee_tail.text import plural
 from easee_tail.tls import client_context, describe_tls_error
 
 HEARTBEAT = 30  # seconds
@@ -82,7 +83,7 @@ class BrokerSource:
         state = queue_state(self._channel, self._details)
         if state.consumers and not (allow_shared or self._peek):
             raise QueueShared(
-                f"{state.consumers} other consumer(s) are attached to {self._details.queue!r}: "
+                f"{plural(state.consumers, 'other consumer')} attached to {self._details.queue!r}: "
                 "RabbitMQ gives each message to one consumer only, so every message easee-tail "
                 "took would never reach them (your production service?); stop them or pass "
                 "--allow-shared if losing those messages is acceptable"

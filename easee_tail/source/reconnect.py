@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from easee_tail.errors import ApiUnavailable, BrokerClosed, BrokerLoginRefused, EaseeTailError
 from easee_tail.model import Delivery
 from easee_tail.source import IDLE_TICK, Source
+from easee_tail.text import plural
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class ReconnectingSource:
             limit = self._backoff.max_retries
             if limit is not None and attempt > limit:
                 self.status = None
-                raise BrokerClosed(f"{reason}; gave up after {limit} reconnection attempt(s)")
+                raise BrokerClosed(f"{reason}; gave up after {plural(limit, 'reconnection attempt')}")
             delay = max(self._backoff.delay(attempt, self._rng), told_to_wait)
             self.status = f"reconnecting (attempt {attempt}, next in {delay:.1f} s)"
             self._notify(f"{reason}; {self.status}")
