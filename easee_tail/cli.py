@@ -522,10 +522,14 @@ def observations_command(wanted: tuple[str, ...], as_json: bool) -> None:
         env.stdout.write(json.dumps(document if not wanted or len(entries) > 1 else document[0],
                                     ensure_ascii=False, indent=2) + "\n")
     elif wanted:
-        for number, entry in enumerate(entries):
-            if number:
-                out.print()
-            out.print(describe.detail(entry))
+        with out.capture() as captured:  # piped text gets no padding at line ends
+            for number, entry in enumerate(entries):
+                if number:
+                    out.print()
+                out.print(describe.detail(entry))
+        text = captured.get()
+        env.stdout.write(text if env.stdout_isatty
+                         else "".join(line.rstrip() + "\n" for line in text.splitlines()))
     elif env.stdout_isatty:
         out.print(describe.table(entries))
     else:

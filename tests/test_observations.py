@@ -48,3 +48,11 @@ def test_unknown_names_and_ids_are_usage_errors(cli: Runner) -> None:
     assert named.returncode == 2 and "did you mean ChargerOpMode" in named.stderr
     numbered = cli.run("observations", "99999")
     assert numbered.returncode == 2 and "not in the catalogue: 99999" in numbered.stderr
+
+
+def test_piped_text_has_no_trailing_spaces(cli: Runner) -> None:
+    for args in (["observations", "109", "96"], ["observations"], ["--help"],
+                 ["demo", "-c", "3", "-f", "short"]):
+        result = cli.run(*args)
+        assert result.returncode == 0, result.stderr
+        assert not [line for line in result.stdout.splitlines() if line != line.rstrip()], args

@@ -209,7 +209,11 @@ def test_the_state_view_scrolls_a_charger_at_a_time(cli: Runner) -> None:
         down = screen.wait_for(lambda s: "↑ 2 chargers above" in s)
         assert first_charger(down) == serials[2]
         screen.press("Down")
-        screen.wait_for(lambda s: "↑ 3 chargers above" in s and first_charger(s) == serials[3])
+        last = screen.wait_for(lambda s: "↑ 3 chargers above" in s
+                               and first_charger(s) == serials[3])
+        assert "below" not in last and serials[4] in last  # the last charger is on screen
+        screen.press("j", "j", "k")  # so j stops: k then goes back to the second
+        screen.wait_for(lambda s: "↑ 2 chargers above" in s and first_charger(s) == serials[2])
         screen.press("k", "Up", "Up", "Up", "Up")  # not above the first
         back = screen.wait_for(lambda s: "above" not in s and first_charger(s) == serials[0])
         assert "more chargers below" in back

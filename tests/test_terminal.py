@@ -103,7 +103,7 @@ def test_the_table_says_it_is_reconnecting_and_marks_redelivered_rows(
     queue.publish("EHRECON1.O.109", '{"Timestamp": "2026-11-24T12:00:00Z", "Value": 3}')
     screen = terminal([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
                        "--ca-file", str(cli.certs.ca_file)])
-    screen.wait_for(lambda s: "1 messages" in s and "EHRECON1" in s)
+    screen.wait_for(lambda s: "1 message ·" in s and "EHRECON1" in s)
     rabbit.ctl("stop_app")
     try:
         down = screen.wait_for(lambda s: "reconnecting (attempt" in s)

@@ -19,6 +19,9 @@ HIGHLIGHT = 2.5  # seconds a changed value stays highlighted
 _LABEL_WIDTH = 8  # "status", "power", "link", "other"
 
 
+MORE_BELOW = "↓ "  # how the last line starts when chargers are left below the screen
+
+
 def state_lines(
     fleet: FleetState, groups: tuple[Group, ...], width: int, height: int, now: float,
     silent_after: float, skip: int = 0,
@@ -36,7 +39,7 @@ def state_lines(
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
         if len(block) > room:
-            lines.append(Text(f"↓ {plural(left, 'more charger')} below: j or ↓ to scroll, or pick "
+            lines.append(Text(f"{MORE_BELOW}{plural(left, 'more charger')} below: j or ↓ to scroll, or pick "
                               "with --charger SERIAL", style="dim"))
             break
         lines.extend(block)

@@ -10,6 +10,7 @@ and a row's texts are made once, when it is first drawn.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from easee_tail.format import (
     latency_style,
 )
 from easee_tail.model import ErrorRecord, Record
-from easee_tail.sinks.state_view import state_lines
+from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
@@ -41,6 +42,7 @@ SWITCH_KEY = "v"
 # State view scrolling, a charger at a time: j/k as in less and vi, and the arrow keys.
 DOWN_KEYS = ("j", "\x1b[B", "\x1bOB")
 UP_KEYS = ("k", "\x1b[A", "\x1bOA")
+_SCROLL_KEY = re.compile("|".join(re.escape(key) for key in (*DOWN_KEYS, *UP_KEYS)))
 _HEADER_CHARGERS = 12  # the busiest, by count; the line is cropped to the width anyway
 _CHROME_LINES = 5  # three header lines, the column heading, a spare
 
@@ -66,6 +68,7 @@ class TableSink:
         self._view = view
         self._keys = keys
         self._skip = 0  # state view: chargers scrolled past
+        self._more_below = False  # state view: chargers left below the screen, last drawn
         self._backlog = backlog
         # each record with its row's texts, made when the row is first drawn
         self._rows: deque[list[Any]] = deque(maxlen=500)
@@ -98,10 +101,14 @@ class TableSink:
             return
         if SWITCH_KEY in keys.lower():
             self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
-        steps = sum(keys.count(key) for key in DOWN_KEYS) - sum(keys.count(key) for key in UP_KEYS)
-        if steps:
-            last = max(0, len(self._state.fleet.chargers) - 1)
-            self._skip = min(last, max(0, self._skip + steps))
+        for key in _SCROLL_KEY.findall(keys):  # in the order pressed
+            if key in UP_KEYS:
+                if self._skip:
+                    self._skip -= 1
+                    self._more_below = True  # the one scrolled past is below now
+            elif self._more_below:  # down stops once the last charger is on screen
+                self._skip += 1
+                self._more_below = self._skip < len(self._state.fleet.chargers) - 1
 
     def notice(self, text: str) -> None:
         """A line printed above the table (rich keeps the live part below it)."""
@@ -116,25 +123,28 @@ class TableSink:
     def _render(self) -> RenderGroup:
         if self._view == "state" and self._state is not None:
             size = self._console.size
-            return RenderGroup(self._header(), *state_lines(
+            lines = state_lines(
                 self._state.fleet, self._state.groups, size.width,
                 max(1, size.height - _CHROME_LINES), time.monotonic(), self._state.silent_after,
-                skip=self._skip))
+                skip=self._skip)
+            self._more_below = lines[-1].plain.startswith(MORE_BELOW)
+            return RenderGroup(self._header(), *lines)
         return RenderGroup(self._header(), self._table())
 
     def _header(self) -> Text:
         stats = self._stats
         header = Text(no_wrap=True, overflow="ellipsis")  # a narrow terminal crops, never wraps
         header.append("easee-tail", style="bold")
-        header.append(f" · {self._source.server}", style="cyan")
-        header.append(f" · queue {self._source.queue}", style="cyan")
-        if self._keys is not None:  # before the backlog note: the line is cropped at the end
+        if self._keys is not None:  # first: a narrow terminal crops the end of the line
             other = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
             header.append(f" · {SWITCH_KEY}: {other} view", style="dim")
             if self._view == "state":
                 header.append(", j/k: scroll", style="dim")
+        header.append(f" · {self._source.server}", style="cyan")
+        header.append(f" · queue {self._source.queue}", style="cyan")
         if self._backlog:
-            header.append(f"  ({self._backlog:,} were waiting at start)", style="dim")
+            header.append(f"  ({self._backlog:,} {'was' if self._backlog == 1 else 'were'} "
+                          "waiting at start)", style="dim")
         header.append("\n")
         header.append(plural(stats.total, "message"), style="bold")
         header.append(f" · {stats.rate:.1f}/s · {plural(len(stats.per_charger), 'charger')}")
