@@ -333,7 +333,8 @@ def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
     if given("peek") and given("allow_shared"):
         raise click.UsageError("--peek already reads beside other consumers without taking "
                                "from them; --allow-shared is for taking (give one of them)")
-    if options.get("amqp_url") and (options.get("token") or options.get("username")) and (
-            typed("amqp_url") or typed("token") or typed("username")):
+    # a token or login typed beside --amqp-url; one from the environment or a profile is
+    # simply not used when the command line names a broker
+    if options.get("amqp_url") and (typed("token") or typed("username")):
         raise click.UsageError("--amqp-url connects without the Easee API, so --token and "
                                "--username would not be used (give one way in)")

@@ -129,3 +129,10 @@ def test_counts_and_nouns_agree() -> None:
     assert [plural(n, "charger") for n in (0, 1, 2, 1500)] == [
         "0 chargers", "1 charger", "2 chargers", "1,500 chargers"]
     assert plural(1, "more charger") == "1 more charger"
+
+
+def test_a_token_from_the_environment_beside_amqp_url_is_not_nonsense(easee_tail: str) -> None:
+    result = subprocess.run([easee_tail, "--amqp-url", "amqps://localhost:1/", "--queue", "q"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                            env={**os.environ, "EASEE_TOKEN": "T0ken-from-env"})
+    assert result.returncode == 5, result.stderr  # it tried the broker: refused, exit 5
