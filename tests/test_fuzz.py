@@ -22,6 +22,7 @@ from easee_tail.sinks.jsonl import encode
 from easee_tail.sinks.state_view import state_lines
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats
+from easee_tail.text import plural
 from tests.conftest import BrokerQueue, Runner
 from tests.harness.rabbit import RabbitBroker
 
@@ -121,7 +122,8 @@ def test_the_views_draw_any_records_within_the_width(
                         skip=skip)
     assert lines and len(lines) <= max(height, 1)
     assert all(cell_len(line.plain) <= width for line in lines)
-    assert summary(stats, 1.0, width).startswith(f"easee-tail: {len(messages)} messages")
+    assert summary(stats, 1.0, width).startswith(
+        f"easee-tail: {plural(len(messages), 'message')} in")
 
 
 def test_huge_and_deep_bodies_are_error_records_or_observations() -> None:
