@@ -71,8 +71,7 @@ class Condition:
             return _compare(mine, self.op, number)
         if value is None:
             return self.op == "!="
-        text = value if isinstance(value, str) else str(value).lower() \
-            if isinstance(value, bool) else str(value)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
         if self.op == "~":
             return self.literal.lower() in text.lower()
         if self.op in ("==", "!="):

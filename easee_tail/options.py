@@ -23,6 +23,7 @@ from easee_tail.model import RECORD_FIELDS
 from easee_tail.params import Duration, Moment
 from easee_tail.sinks.table import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
+from easee_tail.text import visible
 
 
 def complete_observations(
@@ -124,7 +125,8 @@ def quiet_option(function: Callable[..., Any]) -> Callable[..., Any]:
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return SECRETS(super().format(record))
+        # pika and urllib3 log what the broker and the API said: controls made visible
+        return "\n".join(visible(line) for line in SECRETS(super().format(record)).split("\n"))
 
 
 def _debug_logging(_ctx: click.Context, _param: click.Parameter, on: bool) -> None:

@@ -216,19 +216,27 @@ def test_a_huge_reply_is_refused_at_one_megabyte(
     assert peak < 200 * 1024  # KiB: the 1 GB reply was never read whole
 
 
-def test_a_short_rate_limit_at_start_is_waited_out_a_long_one_explained(
-    cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue
-) -> None:
+def rate_limited_once(httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue,
+                      retry_after: int) -> list[float]:
+    """The stream endpoint answers 429 with Retry-After once, then the details; the times
+    it was asked at."""
     asked: list[float] = []
 
     def limited(_request: Request) -> Response:
         asked.append(time.monotonic())
         if len(asked) == 1:
-            return Response("{}", status=429, headers={"Retry-After": "2"})
+            return Response("{}", status=429, headers={"Retry-After": str(retry_after)})
         return Response(json.dumps(stream_details(rabbit, queue.name)),
                         content_type="application/json")
 
     httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(limited)
+    return asked
+
+
+def test_a_short_rate_limit_at_start_is_waited_out_a_long_one_explained(
+    cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    asked = rate_limited_once(httpserver, rabbit, queue, 2)
     queue.publish("EHLIMIT1.O.120", json.dumps({"Timestamp": STAMP, "Value": 1.5}))
     result = cli.run("--token", TOKEN, *api_args(httpserver, cli.certs), "--jsonl",
                      "--count", "1")
@@ -348,16 +356,7 @@ def test_a_short_rate_limit_counts_down_on_a_terminal(
     cli: Runner, httpserver: HTTPServer, rabbit: RabbitBroker, queue: BrokerQueue,
     terminal: Callable[..., Terminal],
 ) -> None:
-    asked: list[float] = []
-
-    def limited(_request: Request) -> Response:
-        asked.append(time.monotonic())
-        if len(asked) == 1:
-            return Response("{}", status=429, headers={"Retry-After": "4"})
-        return Response(json.dumps(stream_details(rabbit, queue.name)),
-                        content_type="application/json")
-
-    httpserver.expect_request("/api/streams/amqp/v2").respond_with_handler(limited)
+    rate_limited_once(httpserver, rabbit, queue, 4)
     queue.publish("EHCOUNT1.O.120", json.dumps({"Timestamp": STAMP, "Value": 1.5}))
     screen = terminal([cli.executable, "--token", TOKEN, *api_args(httpserver, cli.certs),
                        "--count", "1"])
