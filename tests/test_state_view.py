@@ -221,3 +221,27 @@ def test_the_state_view_scrolls_a_charger_at_a_time(cli: Runner) -> None:
         screen.wait_for(lambda s: "EXIT=130" in s)
     finally:
         screen.close()
+
+
+def test_a_short_terminal_keeps_a_chargers_status_before_its_other_values(
+    cli: Runner,
+) -> None:
+    # three header lines, then room for five (the live display keeps the last two rows): a
+    # block of five lines and the "below" line cannot both fit, so the block's last lines
+    # give way, "other" first, status kept
+    screen = Terminal.open(100, 10)
+    try:
+        screen.run([cli.executable, "demo", "--chargers", "3", "--seed", "4", "--rate", "200",
+                    "--view", "state"])
+        shown = screen.wait_for(lambda s: "  status" in s and "  link" in s
+                                and "2 more chargers below" in s)
+        assert "  other" not in shown
+        body = [line for line in shown.splitlines()[3:] if line.strip()]
+        assert [line.split()[0] for line in body[:4]] == ["ECRVG38K", "status", "power", "link"]
+        screen.press("j")  # the next charger gets the same room
+        moved = screen.wait_for(lambda s: "↑ 1 charger above" in s and "  status" in s)
+        assert moved.splitlines()[4].startswith("EHBSTNLV") and "1 more charger below" in moved
+        screen.press("C-c")
+        screen.wait_for(lambda s: "EXIT=130" in s)
+    finally:
+        screen.close()

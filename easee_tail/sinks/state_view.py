@@ -3,8 +3,10 @@
 Pure drawing from a FleetState: the first line of a block names the charger, how many
 messages it sent and when it was last heard from (or that it went silent); then a line per
 group that has values (status, power, link, from data/state_view.json) and one for the
-observations in no group. A value that changed a moment ago is shown reversed; telemetry
-carries a sparkline of its recent values. Lines are cropped to the width, never wrapped.
+observations in no group. When a block is taller than the screen, its last lines give
+way first: the status line keeps its place before "other". A value that changed a moment
+ago is shown reversed; telemetry carries a sparkline of its recent values. Lines are
+cropped to the width, never wrapped.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def state_lines(
         block = _block(charger, groups, now, silent_after)
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
-        if len(block) > room:
+        if len(block) > room and shown == skip and room > 0:
+            # the first charger on screen is always shown: its lines are in order of
+            # importance (name, status, power, link, other), so the least important give way
+            block = block[:room]
+        elif len(block) > room:
             lines.append(Text(f"{MORE_BELOW}{plural(left, 'more charger')} below: j or ↓ to scroll, or pick "
                               "with --charger SERIAL", style="dim"))
             break
