@@ -1,6 +1,10 @@
 """The observation catalogue: ids, names, types, units and enum labels, loaded once from data.
 
-Decoding, the --obs filter, help text and shell completion all read this one table.
+Decoding, the --obs filter, help text and shell completion all read this one table. Two
+lists make it: the AMQP document's (data/observations.tsv) and, for ids outside it, Easee's
+full charger observation list (data/observations-wider.tsv, facts only: id, name, type,
+tags, unit, the roles that may see it). An entry of the wider list carries the tag
+`unlisted`, so a record says that its id is not in the AMQP list.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 
-VALUE_TYPES = ("Integer", "Double", "Boolean", "String")
+VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
+UNLISTED = "unlisted"  # the tag of an entry from the wider list
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +32,16 @@ class ObservationType:
     description: str
     labels: Mapping[int, str] = field(default_factory=dict)
     flags: Mapping[int, str] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # who may see it, where the list says (wider list only)
 
     @property
     def carries_json(self) -> bool:
         return "json" in self.tags
+
+    @property
+    def listed(self) -> bool:
+        """Whether the AMQP document lists it (else it is from Easee's wider list)."""
+        return UNLISTED not in self.tags
 
     def label(self, value: object) -> str | None:
         """The enum label of a value, the flag names of a bit mask, or None."""
@@ -59,10 +70,11 @@ def describe_flags(mask: int, flags: Mapping[int, str]) -> str | None:
 
 
 class UnknownObservation(LookupError):
-    def __init__(self, text: str, suggestions: list[str]) -> None:
+    def __init__(self, text: str, suggestions: list[str], number: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.suggestions = suggestions
+        self.number = number  # an id in neither list (suggestions are the nearest ids)
 
 
 class Catalogue:
@@ -80,14 +92,16 @@ class Catalogue:
         return self._by_id.get(observation_id)
 
     def resolve(self, text: str) -> int:
-        """An observation id from a user's id or name (case-insensitive).
-
-        Any number is accepted, catalogued or not: the stream carries ids the document
-        does not list, and a user may want to watch exactly those.
-        """
+        """An observation id from a user's id or name (case-insensitive), either list."""
         text = text.strip()
         if text.isascii() and text.isdecimal():
-            return int(text)
+            number = int(text)
+            if number in self._by_id:
+                return number
+            nearest = sorted(self._by_id, key=lambda known: (abs(known - number), known))[:3]
+            raise UnknownObservation(
+                text, [f"{known} {self._by_id[known].name}" for known in sorted(nearest)],
+                number=True)
         entry = self._by_name.get(text.lower())
         if entry is not None:
             return entry.id
@@ -95,30 +109,37 @@ class Catalogue:
         lowered = {name.lower(): name for name in names}
         close = difflib.get_close_matches(text.lower(), list(lowered), n=3, cutoff=0.6)
         contains = [name for name in names if text.lower() in name.lower()]
-        suggestions = list(dict.fromkeys([lowered[c] for c in close] + contains))[:5]
+        found = list(dict.fromkeys([lowered[c] for c in close] + contains))
+        # the AMQP list's names first: what the stream carries most
+        found.sort(key=lambda name: not self._by_name[name.lower()].listed)
+        suggestions = found[:5]
         raise UnknownObservation(text, suggestions)
 
 
-def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]]) -> list[ObservationType]:
+def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
+               wider: bool = False) -> list[ObservationType]:
     entries = []
     for row in csv.DictReader(text.splitlines(), delimiter="\t"):
         enum = enums.get(row["id"], {})
         labels = enum.get("labels", {})
         flags = enum.get("flags", {})
         assert isinstance(labels, dict) and isinstance(flags, dict)
-        if row["type"] not in VALUE_TYPES:
+        # the wider list leaves a type out where Easee publishes none: the value is kept as sent
+        if row["type"] not in VALUE_TYPES and not (wider and row["type"] == ""):
             raise ValueError(f"catalogue: observation {row['id']} has unknown type {row['type']!r}")
+        tags = tuple(tag for tag in row["tags"].split(",") if tag)
         entries.append(
             ObservationType(
                 id=int(row["id"]),
                 name=row["name"],
                 type=row["type"],
-                tags=tuple(tag for tag in row["tags"].split(",") if tag),
+                tags=(*tags, UNLISTED) if wider else tags,
                 unit=row["unit"] or None,
                 unit_inferred=row["unit_source"] == "inferred",
-                description=row["description"],
+                description=row.get("description") or "",
                 labels={int(code): label for code, label in labels.items()},
                 flags={int(bit): name for bit, name in flags.items()},
+                roles=tuple(role for role in (row.get("roles") or "").split(",") if role),
             )
         )
     return entries
@@ -129,4 +150,9 @@ def load() -> Catalogue:
     data = files("easee_tail") / "data"
     enums = json.loads((data / "enums.json").read_text(encoding="utf-8"))
     enums.pop("_about", None)
-    return Catalogue(_parse_tsv((data / "observations.tsv").read_text(encoding="utf-8"), enums))
+    listed = _parse_tsv((data / "observations.tsv").read_text(encoding="utf-8"), enums)
+    known = {entry.id for entry in listed}
+    wider = [entry for entry in _parse_tsv(
+        (data / "observations-wider.tsv").read_text(encoding="utf-8"), enums, wider=True)
+        if entry.id not in known]
+    return Catalogue(listed + wider)

@@ -149,6 +149,8 @@ EXAMPLES = {
     'observations': _examples(
         ('easee-tail observations',
          'the catalogue'),
+        ('easee-tail observations --all | grep -i temp',
+         "with Easee's wider list"),
         ('easee-tail observations ChargerOpMode 96',
          'two in full, with their values'),
         ("easee-tail observations --json | jq '.[].name'",
@@ -501,21 +503,19 @@ def completion_command(ctx: click.Context, /, shell: str) -> None:
 @click.argument("wanted", metavar="[ID|NAME]...", nargs=-1,
                 shell_complete=complete_observations)
 @click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object each.")
-def observations_command(wanted: tuple[str, ...], as_json: bool) -> None:
+@click.option("--all", "everything", is_flag=True,
+              help="Also Easee's wider list: ids the AMQP document does not list (tag unlisted).")
+def observations_command(wanted: tuple[str, ...], as_json: bool, everything: bool) -> None:
     """List the observation catalogue, or show observations in full with their values."""
     env = Environment.from_process()
     table = catalogue.load()
     if wanted:
         ctx = click.get_current_context()
-        ids = resolve_observations(ctx, ctx.command.params[0], wanted)
-        missing = [str(number) for number in ids if table.get(number) is None]
-        if missing:
-            raise click.BadParameter(
-                f"not in the catalogue: {', '.join(missing)} (the stream may still carry it: "
-                "unknown ids are shown as Unknown)", param_hint="ID|NAME")
+        argument = next(param for param in ctx.command.params if param.name == "wanted")
+        ids = resolve_observations(ctx, argument, wanted)
         entries = [entry for number in ids if (entry := table.get(number)) is not None]
     else:
-        entries = list(table)
+        entries = [entry for entry in table if everything or entry.listed]
     out = Console(file=env.stdout, no_color=env.no_color, highlight=False, soft_wrap=False)
     if as_json:
         document = [describe.as_json(entry) for entry in entries]

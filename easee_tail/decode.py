@@ -150,12 +150,12 @@ def _observation(
         name, unit, label, value_type, tags = "Unknown", None, None, declared, ()
         notes.append(f"observation id {observation_id} is not in the catalogue")
     else:
-        if declared is not None and declared != entry.type:
+        if declared is not None and entry.type and declared != entry.type:
             notes.append(f"body says DataType {declared}; the catalogue's {entry.type} is used")
         value = _typed(wire_value, entry, notes)
         if observation_id == _REVERSED_TOKEN_ID and isinstance(value, str):
             raw, value = value, value[::-1]
-        name, unit, value_type, tags = entry.name, entry.unit, entry.type, entry.tags
+        name, unit, value_type, tags = entry.name, entry.unit, entry.type or declared, entry.tags
         label = entry.label(value)
     if type(value) is float and value - value != 0.0:  # NaN or an infinity: JSON has neither
         notes.append(f"value was {_float_name(value)}; JSON has no such number, so the "
@@ -216,6 +216,8 @@ def _other_kind(
 def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
     """The wire value as the catalogue's type says; left as it came, with a note, if it won't go."""
     value_type = entry.type
+    if not value_type:  # the wider list publishes no type for it: as it came
+        return value
     # the common cases first, without a call
     if value_type == "Double":
         if type(value) is float:
@@ -232,6 +234,10 @@ def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
             return _to_int(value)
         if value_type == "Boolean":
             return _to_bool(value)
+        if value_type == "Position":  # {Latitude, Longitude, Altitude, DOP}
+            if isinstance(value, dict):
+                return value
+            raise ValueError
         if not isinstance(value, str):
             if entry.carries_json and isinstance(value, dict | list):
                 return value

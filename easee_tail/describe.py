@@ -14,7 +14,8 @@ def as_json(entry: ObservationType) -> dict[str, object]:
     return {
         "id": entry.id, "name": entry.name, "type": entry.type, "unit": entry.unit,
         "unit_inferred": entry.unit_inferred, "tags": list(entry.tags),
-        "description": entry.description,
+        "description": entry.description, "in_amqp_list": entry.listed,
+        "roles": list(entry.roles),
         "labels": {str(code): label for code, label in sorted(entry.labels.items())},
         "flags": {str(bit): name for bit, name in sorted(entry.flags.items())},
     }
@@ -42,12 +43,15 @@ def table(entries: list[ObservationType]) -> Table:
 def detail(entry: ObservationType) -> RenderableType:
     head = Text()
     head.append(f"{entry.id} {entry.name}", style="bold")
-    head.append(f"  {entry.type}")
+    head.append(f"  {entry.type or 'type not published'}")
     if entry.unit:
         head.append(f", {entry.unit}" + (" (inferred)" if entry.unit_inferred else ""))
     if entry.tags:
         head.append(f"  [{', '.join(entry.tags)}]", style="dim")
-    parts: list[RenderableType] = [head, Text(entry.description)]
+    about = entry.description or (
+        "From Easee's full charger observation list, not the AMQP document's"
+        + (f"; seen by {', '.join(entry.roles)}" if entry.roles else "") + ".")
+    parts: list[RenderableType] = [head, Text(about)]
     for title, mapping in (("values", entry.labels), ("flag bits", entry.flags)):
         if mapping:
             listing = Table(show_header=False, show_edge=False, pad_edge=False, box=None)

@@ -52,7 +52,10 @@ def resolve_observations(
         except catalogue.UnknownObservation as unknown:
             hint = (f"; did you mean {', '.join(unknown.suggestions)}?" if unknown.suggestions
                     else "; `easee-tail observations` lists them")
-            raise click.BadParameter(f"no observation is named {text!r}{hint}",
+            what = ("no observation has id" if unknown.number
+                    else "no observation is named")
+            raise click.BadParameter(f"{what} {visible(text)!r} in Easee's lists{hint}"
+                                     if unknown.number else f"{what} {text!r}{hint}",
                                      ctx=ctx, param=param) from None
     return ids
 
@@ -227,7 +230,7 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                           "(repeatable, comma-separated); '!NAME' leaves one out."),
         click.option("--tag", "tags", metavar="TAG", multiple=True, callback=_tags,
                      help="Only observations with this catalogue tag (telemetry, event, boot, "
-                          "json); '!TAG' leaves them out."),
+                          "json, debug, poll, unlisted); '!TAG' leaves them out."),
         click.option("--where", metavar="'FIELD OP VALUE'", multiple=True,
                      callback=_conditions,
                      help="Only records where the condition holds: 'value != 0', "

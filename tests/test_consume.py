@@ -80,8 +80,10 @@ def test_login_with_username_and_password_uses_the_returned_token(
 def test_every_catalogue_observation_decodes_to_its_type(
     cli: Runner, api: HTTPServer, queue: BrokerQueue
 ) -> None:
-    samples = {"Integer": "42", "Double": "230.5", "Boolean": "true", "String": "text"}
-    table = list(catalogue.load())
+    place = {"Latitude": 59.9, "Longitude": 10.7, "Altitude": 12.0, "DOP": 1.0}
+    samples = {"Integer": "42", "Double": "230.5", "Boolean": "true", "String": "text",
+               "Position": place, "": "as sent"}  # "": no type published (wider list)
+    table = list(catalogue.load())  # both lists
     messages = []
     for entry in table:
         value: object = samples[entry.type]  # as strings: the decoder must type them
@@ -92,11 +94,12 @@ def test_every_catalogue_observation_decodes_to_its_type(
     result = tail(cli, api, "--count", str(len(table)), "--jsonl")
     assert result.returncode == 0, result.stderr
     records = {record["id"]: record for record in lines(result.stdout)}
-    assert len(records) == len(table) == 51
-    python_types = {"Integer": int, "Double": float, "Boolean": bool, "String": str}
+    assert len(records) == len(table) == 177
+    python_types = {"Integer": int, "Double": float, "Boolean": bool, "String": str,
+                    "Position": dict, "": str}
     for entry in table:
         record = records[entry.id]
-        assert record["name"] == entry.name and record["type"] == entry.type
+        assert record["name"] == entry.name and record["type"] == (entry.type or None)
         assert record["unit"] == entry.unit and record["tags"] == list(entry.tags)
         if entry.carries_json:
             assert record["value"] == {"Id": 7, "Auth": "", "EnergyKwh": 1.25, "Extra": [1]}
@@ -137,6 +140,29 @@ def test_enum_labels_flags_and_tolerated_shapes(
         ("LockCablePermanently", True, None),
         ("UserIDTokenReversed", "ABCD1234", None),
     ]
+
+
+def test_ids_outside_the_amqp_list_are_named_from_easees_wider_list(
+    cli: Runner, api: HTTPServer, queue: BrokerQueue
+) -> None:
+    queue.publish_many([
+        ("EH3.O.119", observation(7), None),
+        ("EH3.O.118", observation("Overcurrent on L1"), None),
+        ("EH3.O.25", observation({"Latitude": 59.9, "Longitude": 10.7}), None),
+        ("EH3.O.241", observation("AA:BB:CC:00:11:22"), None),  # no type published
+        ("EH3.O.109", observation(3), None),
+    ])
+    result = tail(cli, api, "--count", "5")
+    assert result.returncode == 0, result.stderr
+    code, text, place, mac, mode = lines(result.stdout)
+    assert (code["name"], code["value"], code["type"]) == ("ErrorCode", 7, "Integer")
+    assert "unlisted" in code["tags"] and not code["notes"]
+    assert text["name"] == "ErrorString" and text["value"] == "Overcurrent on L1"
+    assert place["name"] == "Location" and place["value"]["Latitude"] == 59.9
+    assert place["type"] == "Position" and not place["notes"]
+    assert mac["name"] == "WiFiMACAddress" and mac["value"] == "AA:BB:CC:00:11:22"
+    assert mac["type"] is None and not mac["notes"]
+    assert "unlisted" not in mode["tags"]  # the AMQP list's own stay as they were
 
 
 def test_unknown_ids_malformed_bodies_and_other_kinds_are_shown_saved_and_acked(

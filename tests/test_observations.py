@@ -47,7 +47,25 @@ def test_unknown_names_and_ids_are_usage_errors(cli: Runner) -> None:
     named = cli.run("observations", "opmode")
     assert named.returncode == 2 and "did you mean ChargerOpMode" in named.stderr
     numbered = cli.run("observations", "99999")
-    assert numbered.returncode == 2 and "not in the catalogue: 99999" in numbered.stderr
+    assert numbered.returncode == 2
+    assert "no observation has id '99999'" in numbered.stderr
+    assert "did you mean 241 WiFiMACAddress, 250 ConnectedToCloud" in numbered.stderr
+    for command in (["demo"], ["replay", "-"], ["tail"]):  # --obs the same way everywhere
+        wrong = cli.run(*command, "--obs", "9999", "--count", "1")
+        assert wrong.returncode == 2 and "no observation has id '9999'" in wrong.stderr
+
+
+def test_the_wider_list_names_ids_outside_the_amqp_list(cli: Runner) -> None:
+    listed = cli.run("observations").stdout.splitlines()
+    everything = cli.run("observations", "--all").stdout.splitlines()
+    assert len(listed) == 51 and len(everything) == 177
+    assert set(listed) < set(everything)
+    error_code = cli.run("observations", "ErrorCode", "--json")
+    entry = json.loads(error_code.stdout)
+    assert entry["id"] == 119 and entry["type"] == "Integer" and not entry["in_amqp_list"]
+    assert "unlisted" in entry["tags"] and "partner" in entry["roles"]
+    shown = cli.run("observations", "119").stdout
+    assert "not the AMQP document's" in shown
 
 
 def test_piped_text_has_no_trailing_spaces(cli: Runner) -> None:
