@@ -37,7 +37,13 @@ from easee_tail.credentials import (
 from easee_tail.decode import decode
 from easee_tail.environment import Environment
 from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, MissingPassword, Redactor
-from easee_tail.filters import Condition, FilterSpec, build_filter, split_negated
+from easee_tail.filters import (
+    Condition,
+    FilterSpec,
+    build_filter,
+    could_be_serial,
+    split_negated,
+)
 from easee_tail.fleet import Fleet
 from easee_tail.format import summary
 from easee_tail.keys import Keys
@@ -66,7 +72,7 @@ from easee_tail.source.demo import DemoSource
 from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.state import FleetState, groups
-from easee_tail.stats import Stats, StatsLines
+from easee_tail.stats import FilterNotice, Stats, StatsLines, Tally
 from easee_tail.text import plural, visible
 from easee_tail.token_cache import TokenCache
 
@@ -266,8 +272,14 @@ def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: i
     refuse_nonsense(ctx, options)
     if options["exit_at_end"]:
         raise click.UsageError("--exit-at-end needs a queue: the demo has no backlog to end")
+    command = _Command(Environment.from_process())
+    if options["chargers"] and \
+            ctx.get_parameter_source("chargers") is click.core.ParameterSource.DEFAULT_MAP:
+        command.info("the profile's charger filter does not apply to the demo: its chargers "
+                     "are invented (give --charger to filter them)")
+        options["chargers"] = ()
     source = DemoSource(Fleet(charger_count, seed=seed), rate)
-    _Command(Environment.from_process()).consume(lambda: (source, None), **options)
+    command.consume(lambda: (source, None), **options)
 
 
 @main.command("replay", epilog=EXAMPLES["replay"])
@@ -598,7 +610,7 @@ class _Command:
                 Backoff(max_retries=max_retries), self.notice, can_refresh=amqp_url is None,
             ), backlog
 
-        self.consume(open_source, **options)
+        self.consume(open_source, removes=not peek, **options)
 
     def check_password_source(self, ctx: click.Context, options: dict[str, Any]) -> None:
         if options["token"] and ctx.get_parameter_source("username") is \
@@ -723,7 +735,9 @@ class _Command:
         count: int | None, duration: float | None, idle_timeout: float | None,
         exit_at_end: bool,
         decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
+        removes: bool = False,
     ) -> None:
+        """Run the pipeline; `removes`: what it acknowledges leaves a real queue."""
         env = self.env
         if fsync and not save_path:
             raise click.UsageError("--fsync goes with --save")
@@ -736,11 +750,17 @@ class _Command:
             duration = left if duration is None else min(duration, left)
         wanted, unwanted = split_negated(chargers)
         wanted_tags, unwanted_tags = split_negated(tags)
-        keep = build_filter((), (), FilterSpec(
+        spec = FilterSpec(
             tuple(wanted), tuple(unwanted), observations[0], observations[1],
             tuple(wanted_tags), tuple(unwanted_tags), tuple(where), since, until,
-            TIME_FIELDS[time_field]))
+            TIME_FIELDS[time_field])
+        keep = build_filter((), (), spec)
         table = catalogue.load()
+        for serial in [*wanted, *unwanted]:
+            if not could_be_serial(serial):
+                self.warn(f"--charger {serial!r} cannot be an Easee serial (two letters, then "
+                          "six letters or digits, like EH123456): it matches no charger")
+        tally = Tally(spec.describe(table.get), removes) if keep is not None else None
         sinks: list[Sink] = []
         source: Source | None = None
         stats: Stats | None = None
@@ -754,12 +774,17 @@ class _Command:
             if save_path:
                 sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
             source, backlog = open_source()
+            if tally is not None and removes:
+                self.info(f"filters on ({tally.filters}): messages that do not match are "
+                          "acknowledged, so they leave the queue unseen (--peek leaves them)")
             jsonl = jsonl or line_format == "jsonl"
             template = line_format if isinstance(line_format, Template) else None
             show_table = not jsonl and template is None and env.stdout_isatty
             if show_table or env.stderr_isatty or stats_interval:
-                stats = Stats()
+                stats = Stats(tally)
                 sinks.append(stats)
+            if tally is not None and not show_table:
+                sinks.append(FilterNotice(tally, self.info))
             if stats_interval and not show_table:
                 assert stats is not None
                 sinks.append(StatsLines(stats, env.stderr, stats_interval))
@@ -782,7 +807,7 @@ class _Command:
             started = time.monotonic()
             ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
                          Limits(count, duration, idle_timeout,
-                                backlog if exit_at_end else None), self.stop)
+                                backlog if exit_at_end else None), self.stop, tally)
         except Interrupted as interrupted:
             ending, self.stop.signum = Ending.SIGNAL, interrupted.signum
             cut_short = True

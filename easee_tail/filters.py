@@ -110,13 +110,18 @@ class FilterSpec:
     until: datetime | None = None
     time_field: str = "timestamp"  # the charger's own time; or "arrival", "received"
 
-    def describe(self) -> str:
-        """What is filtered, for people ("" when nothing is)."""
+    def describe(self, entry: Callable[[int], object | None] = lambda _id: None) -> str:
+        """What is filtered, for people ("" when nothing is); `entry` names observation ids."""
+        def named(item: str | int) -> str:
+            found = entry(item) if isinstance(item, int) else None
+            return str(getattr(found, "name", item))
+
         parts = []
-        for name, wanted, excluded in (("charger", self.chargers, self.not_chargers),
-                                       ("obs", self.observations, self.not_observations),
-                                       ("tag", self.tags, self.not_tags)):
-            shown = [str(item) for item in wanted] + [f"!{item}" for item in excluded]
+        for name, wanted, excluded in (
+                ("charger", self.chargers, self.not_chargers),
+                ("obs", self.observations, self.not_observations),
+                ("tag", self.tags, self.not_tags)):
+            shown = [named(item) for item in wanted] + [f"!{named(item)}" for item in excluded]
             if shown:
                 parts.append(f"{name} {','.join(shown)}")
         parts += [f"where {c.field} {c.op} {c.literal}" for c in self.where]
@@ -125,6 +130,24 @@ class FilterSpec:
         if self.until is not None:
             parts.append(f"{self.time_field} until {self.until.isoformat()}")
         return "; ".join(parts)
+
+
+_SERIAL = re.compile(r"[A-Z]{2}[A-Z0-9]{6}")
+
+
+def could_be_serial(pattern: str) -> bool:
+    """Whether a --charger value can match an Easee serial: two letters, then six letters or
+    digits (EH123456, ECV8AZ4K). A glob fails only when nothing it spells could fit: a
+    character that is no letter or digit, or a length that cannot be eight."""
+    upper = pattern.upper()
+    if not _is_glob(upper):
+        return _SERIAL.fullmatch(upper) is not None
+    spelled = re.sub(r"\[[^\]]*\]", "?", upper)  # a set stands for one character
+    literal = spelled.replace("*", "").replace("?", "")
+    length = len(spelled.replace("*", ""))
+    if length > 8 or ("*" not in spelled and length < 8):
+        return False
+    return not literal or literal.isalnum()
 
 
 def build_filter(chargers: Iterable[str], observation_ids: Iterable[int],

@@ -107,12 +107,18 @@ def display_duration(seconds: float) -> str:
 def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
     """What is printed on stderr at exit: totals, latency percentiles and a histogram."""
     rate = stats.total / elapsed if elapsed > 0 else 0.0
-    first = f"easee-tail: {plural(stats.total, 'message')} in {display_duration(elapsed)} ({rate:.1f}/s)"
+    shown = " shown" if stats.tally is not None else ""
+    first = (f"easee-tail: {plural(stats.total, 'message')}{shown} in "
+             f"{display_duration(elapsed)} ({rate:.1f}/s)")
     if stats.errors:
         first += f", {stats.errors:,} unreadable"
     if stats.redelivered:
         first += f", {stats.redelivered:,} redelivered"
     lines = [first]
+    tally = stats.tally
+    if tally is not None:
+        lines.append(f"  filtered:        {tally.filtered:,} of {plural(tally.received, 'message')} "
+                     f"received did not match ({visible(tally.filters)}) and were {tally.fate}")
     if stats.per_charger:
         lines.extend(_wrapped("per charger:", stats.per_charger, width))
     if stats.per_observation:

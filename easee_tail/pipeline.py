@@ -25,6 +25,7 @@ from easee_tail.filters import Predicate
 from easee_tail.model import Delivery, Record
 from easee_tail.sinks import PartialFlush, PipeClosed, Sink
 from easee_tail.source import Source
+from easee_tail.stats import Tally
 
 
 class Ending(Enum):
@@ -108,6 +109,7 @@ def run(
     sinks: Sequence[Sink],
     limits: Limits,
     stop: StopRequest,
+    tally: Tally | None = None,
 ) -> Ending:
     deadline = time.monotonic() + limits.duration if limits.duration is not None else None
     remaining = limits.count
@@ -133,9 +135,13 @@ def run(
                         written.append(index)
                         if remaining is not None:
                             remaining -= 1
+                    elif tally is not None:
+                        tally.filtered += 1
                     handed = index + 1
                     if remaining == 0 or handed == backlog:
                         break
+                if tally is not None:
+                    tally.received += handed
                 try:
                     for sink in sinks:
                         sink.flush()

@@ -1,4 +1,9 @@
-"""Running statistics: counts, rate and latency percentiles. A sink like the others."""
+"""Running statistics: counts, rate and latency percentiles. A sink like the others.
+
+With filters on, a Tally (kept by the loop) counts what was received and what the filters
+removed, so that the header, the exit summary and the stats records say how much was
+consumed without being shown, and FilterNotice says so on stderr when nothing matches.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import random
 import time
 from bisect import bisect_right
 from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -22,8 +29,28 @@ HISTOGRAM_EDGES = (0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_00
                    300_000)
 
 
+@dataclass
+class Tally:
+    """What the loop took from the source, and how much of it the filters removed."""
+
+    filters: str  # the active filters, for people
+    removes: bool = False  # what is filtered out is acknowledged, so it leaves a real queue
+    received: int = 0
+    filtered: int = 0
+
+    @property
+    def fate(self) -> str:
+        """What became of a message the filters removed."""
+        return "acknowledged" if self.removes else "skipped"
+
+    @property
+    def shown(self) -> int:
+        return self.received - self.filtered
+
+
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None) -> None:
+        self.tally = tally  # None when nothing is filtered
         self.started = time.monotonic()
         self.total = 0
         self.errors = 0
@@ -138,7 +165,10 @@ class StatsLines:
         line = {
             "kind": "stats",
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "messages": stats.total, "rate": round(stats.rate, 1), "errors": stats.errors,
+            "messages": stats.total,
+            **({"received": stats.tally.received, "filtered": stats.tally.filtered}
+               if stats.tally is not None else {}),
+            "rate": round(stats.rate, 1), "errors": stats.errors,
             "redelivered": stats.redelivered, "chargers": len(stats.per_charger),
             "latency_ms": stats.live_percentiles(),
         }
@@ -150,3 +180,40 @@ class StatsLines:
 
     def close(self) -> None:
         pass
+
+
+class FilterNotice:
+    """Filters that match nothing are not silent: when messages arrive and none is shown,
+    a line says so (after `first` seconds, then every `every` seconds while it lasts)."""
+
+    def __init__(self, tally: Tally, say: Callable[[str], None], first: float = 5.0,
+                 every: float = 60.0) -> None:
+        self._tally = tally
+        self._say = say
+        self._every = every
+        self._next = time.monotonic() + first
+        self._said = False
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        if now >= self._next and self._nothing_shown():
+            self._next = now + self._every
+            self._said = True
+            self._tell()
+
+    def close(self) -> None:
+        if not self._said and self._nothing_shown():  # a run that ended before the first
+            self._tell()
+
+    def _nothing_shown(self) -> bool:
+        return not self._tally.shown and self._tally.filtered > 0
+
+    def _tell(self) -> None:
+        tally = self._tally
+        self._say(f"{tally.received:,} received, none matched the filters ({tally.filters}); "
+                  f"the {tally.filtered:,} that did not match were {tally.fate}")

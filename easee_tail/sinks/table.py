@@ -140,6 +140,9 @@ class TableSink:
             header.append(f" · {SWITCH_KEY}: {other} view", style="dim")
             if self._view == "state":
                 header.append(", j/k: scroll", style="dim")
+        tally = stats.tally
+        if tally is not None:  # before the server: what is hidden matters more
+            header.append(f" · filter {visible(tally.filters)}", style="magenta")
         header.append(f" · {self._source.server}", style="cyan")
         header.append(f" · queue {self._source.queue}", style="cyan")
         if self._backlog:
@@ -147,6 +150,10 @@ class TableSink:
                           "waiting at start)", style="dim")
         header.append("\n")
         header.append(plural(stats.total, "message"), style="bold")
+        if tally is not None:  # what the filters removed was consumed all the same
+            header.append(f" shown of {tally.received:,} received · ")
+            header.append(f"{tally.filtered:,} filtered out ({tally.fate})",
+                          style="bold yellow" if tally.filtered and not tally.shown else "")
         header.append(f" · {stats.rate:.1f}/s · {plural(len(stats.per_charger), 'charger')}")
         if stats.errors:
             header.append(f" · {stats.errors} unreadable", style="red")
@@ -161,7 +168,8 @@ class TableSink:
         if status is not None:
             header.append(f" · {status}", style="bold yellow")
         elif stats.last_received is None:
-            header.append(" · waiting for messages…", style="yellow")
+            header.append(" · nothing matched yet" if tally is not None and tally.received
+                          else " · waiting for messages…", style="yellow")
         else:
             header.append(f" · last message {display_ago(time.monotonic() - stats.last_received)}")
         if stats.redelivered:
