@@ -4,6 +4,7 @@ and the latency from delivery to a flushed JSON line at a steady rate."""
 from __future__ import annotations
 
 import fcntl
+import itertools
 import multiprocessing
 import os
 import pty
@@ -252,11 +253,9 @@ def _wait_for_consumer(broker: RabbitBroker, queue: str, process: subprocess.Pop
 def _publish_steadily(broker: RabbitBroker, exchange: str, total: int, rate: float) -> None:
     fleet = Fleet(50, seed=2, delay_ms=(20, 60))
     with broker.channel() as channel:
-        began = time.perf_counter()
-        for index in range(total):
-            pause = began + index / rate - time.perf_counter()
+        for moment, message in itertools.islice(fleet.messages(time.time(), rate), total):
+            pause = moment - time.time()
             if pause > 0:
                 time.sleep(pause)
-            message = fleet.message_at(time.time())
             channel.basic_publish(exchange, message.routing_key, message.body,
                                   pika.BasicProperties(headers=message.headers))

@@ -263,11 +263,14 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
               show_default=True, help="Chargers in the simulated fleet.")
 @click.option("--rate", type=FiniteFloat(min=0, min_open=True, max=1_000_000), default=8.0,
               show_default=True, help="Messages per second.")
-@click.option("--seed", type=int, help="Seed for a repeatable fleet.")
+@click.option("--seed", type=int, help="Seed for a repeatable fleet (its trouble too).")
+@click.option("--time-scale", type=FiniteFloat(min=0, min_open=True, max=100_000), default=1.0,
+              metavar="N", help="Simulated time N times the clock's pace: 60 plays an hour "
+                                "a minute.  [default: 1]")
 @output_options
 @click.pass_context
 def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: int | None,
-                 **options: Any) -> None:
+                 time_scale: float, **options: Any) -> None:
     """Run the same pipeline on a simulated fleet, in-process: no account, no broker."""
     refuse_nonsense(ctx, options)
     if options["exit_at_end"]:
@@ -278,7 +281,7 @@ def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: i
         command.info("the profile's charger filter does not apply to the demo: its chargers "
                      "are invented (give --charger to filter them)")
         options["chargers"] = ()
-    source = DemoSource(Fleet(charger_count, seed=seed), rate)
+    source = DemoSource(Fleet(charger_count, seed=seed, time_scale=time_scale), rate)
     command.consume(lambda: (source, None), **options)
 
 

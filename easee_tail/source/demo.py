@@ -13,25 +13,27 @@ MAX_BATCH = 1000
 
 
 class DemoSource:
-    server = "demo: simulated fleet, no network"
     queue = "(in-process)"
     status: str | None = None
 
     def __init__(self, fleet: Fleet, rate: float) -> None:
         self._fleet = fleet
         self._rate = rate
+        scale = f", time ×{fleet.time_scale:g}" if fleet.time_scale != 1 else ""
+        self.server = f"demo: simulated fleet{scale}, no network"
 
     def batches(self) -> Iterator[Sequence[Delivery]]:
         messages = self._fleet.messages(time.time(), self._rate)
-        moment, message = next(messages)
+        moment, message = next(messages)  # endless: the first charger never goes silent
         tag = 0
         while True:
             batch: list[Delivery] = []
             now = time.time()
             while moment <= now and len(batch) < MAX_BATCH:
                 tag += 1
+                # received on the fleet's clock, which runs faster with a time scale
                 batch.append(Delivery(message.routing_key, message.body, message.headers,
-                                      now, False, tag))
+                                      now + message.received - moment, False, tag))
                 moment, message = next(messages)
             yield batch
             pause = min(moment - time.time(), IDLE_TICK)
