@@ -25,7 +25,16 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 
-from easee_tail import __version__, catalogue, completion, describe, doctor, profiles, simulate
+from easee_tail import (
+    __version__,
+    analyse,
+    catalogue,
+    completion,
+    describe,
+    doctor,
+    profiles,
+    simulate,
+)
 from easee_tail.credentials import (
     ConnectionDetails,
     EaseeApi,
@@ -38,6 +47,7 @@ from easee_tail.decode import decode
 from easee_tail.environment import Environment
 from easee_tail.errors import SECRETS, EaseeTailError, ExitCode, MissingPassword, Redactor
 from easee_tail.filters import (
+    TIME_FIELDS,
     Condition,
     FilterSpec,
     build_filter,
@@ -50,6 +60,7 @@ from easee_tail.keys import Keys
 from easee_tail.model import Delivery, Record
 from easee_tail.options import (
     QUIET,
+    capture_options,
     complete_observations,
     credential_options,
     debug_option,
@@ -75,8 +86,6 @@ from easee_tail.state import FleetState, groups
 from easee_tail.stats import FilterNotice, Stats, StatsLines, Tally
 from easee_tail.text import plural, visible
 from easee_tail.token_cache import TokenCache
-
-TIME_FIELDS = {"device": "timestamp", "arrival": "arrival", "received": "received"}
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
 # went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
@@ -115,6 +124,20 @@ EXAMPLES = {
          "one charger's op modes, as lines"),
         ('easee-tail -j | easee-tail replay -',
          'from stdin'),
+    ),
+    'timeline': _examples(
+        ('easee-tail timeline monday.jsonl -s EH8KWDB8',
+         'what changed on one charger, and for how long each state held'),
+        ("easee-tail timeline monday.jsonl --since '2026-11-24T14:00' --until 16:00 -o 109",
+         'its op modes in a window'),
+        ('easee-tail -j | easee-tail timeline --json',
+         'from stdin, as JSON lines'),
+    ),
+    'sessions': _examples(
+        ('easee-tail sessions monday.jsonl',
+         'every charging session, and how each ended'),
+        ("easee-tail sessions monday.jsonl -s EH8KWDB8 | jq -r .ended",
+         "why did this charger stop?"),
     ),
     'connection': _examples(
         ('easee-tail connection',
@@ -309,6 +332,43 @@ def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float |
     files = open_files(paths, env.stdin.buffer)
     source = ReplaySource(files, pace, command.notice)
     command.consume(lambda: (source, None), decoder=source.record, live=False, **options)
+
+
+def _capture_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    if not paths and Environment.from_process().stdin_isatty:
+        raise click.UsageError("give a FILE (or - and pipe JSON lines in)")
+    return paths
+
+
+@main.command("timeline", epilog=EXAMPLES["timeline"])
+@click.argument("paths", metavar="[FILE]...", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@capture_options(observations=True)
+def timeline_command(paths: tuple[str, ...], chargers: tuple[str, ...],
+                     observations: tuple[tuple[int, ...], tuple[int, ...]],
+                     since: datetime | None, until: datetime | None, time_field: str,
+                     as_json: bool) -> None:
+    """Each charger's story from captures: what changed, when, and how long it held."""
+    wanted, unwanted = observations
+    data = analyse.story_ids()
+    listed = [number for number in (wanted or sorted(data)) if number not in unwanted]
+    command = _Command(Environment.from_process())
+    analyse.timeline(command.env, analyse.Reading(
+        _capture_paths(paths), chargers, since, until, time_field, as_json), listed,
+        command.warn)
+
+
+@main.command("sessions", epilog=EXAMPLES["sessions"])
+@click.argument("paths", metavar="[FILE]...", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@capture_options(observations=False)
+def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...],
+                     since: datetime | None, until: datetime | None, time_field: str,
+                     as_json: bool) -> None:
+    """Charging sessions from captures: start, stop, energy, peak power, and how each ended."""
+    command = _Command(Environment.from_process())
+    analyse.charging_sessions(command.env, analyse.Reading(
+        _capture_paths(paths), chargers, since, until, time_field, as_json), command.warn)
 
 
 @main.command("connection", epilog=EXAMPLES["connection"])

@@ -19,6 +19,8 @@ from datetime import datetime
 from easee_tail.model import Record
 
 Predicate = Callable[[Record], bool]
+# --time-field's words: the record field each judges
+TIME_FIELDS = {"device": "timestamp", "arrival": "arrival", "received": "received"}
 
 _CONDITION = re.compile(r"^\s*([a-z_]+)\s*(==|!=|<=|>=|<|>|~|=)\s*(.*?)\s*$")
 

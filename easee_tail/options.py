@@ -208,6 +208,30 @@ def debug_option(function: Callable[..., Any]) -> Callable[..., Any]:
              "of internal errors [env EASEE_TAIL_DEBUG].")(function)
 
 
+# Shared by the pipelines and by timeline and sessions.
+_CHARGER_OPTION = click.option(
+    "-s", "--charger", "chargers", metavar="SERIAL", multiple=True,
+    help="Only these chargers: serials or globs ('EH*'), case-insensitive (repeatable, "
+         "comma-separated); '!SERIAL' leaves one out.")
+_OBS_OPTION = click.option(
+    "-o", "--obs", "observations", metavar="ID|NAME", multiple=True,
+    callback=resolve_obs_filter, shell_complete=complete_observations,
+    help="Only these observations, by id or name, case-insensitive (repeatable, "
+         "comma-separated); '!NAME' leaves one out.")
+_SINCE_OPTION = click.option(
+    "--since", type=Moment(),
+    help="Only records from TIME on: ISO 8601, a clock time today (14:02) or a duration ago "
+         "(2h); judged on --time-field.")
+_UNTIL_OPTION = click.option(
+    "--until", type=Moment(),
+    help="Only records up to TIME (live: and exit 0 when the clock gets there).")
+_TIME_FIELD_OPTION = click.option(
+    "--time-field", type=click.Choice(["device", "arrival", "received"]), default="device",
+    show_default=True,
+    help="The time --since and --until judge: the charger's own (device), when it reached "
+         "the cloud (arrival), or when easee-tail got it.")
+
+
 def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """The options every pipeline shares, broker or demo."""
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
@@ -221,13 +245,8 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Also append JSON lines to FILE (created 0600)."),
         click.option("--fsync", is_flag=True,
                      help="fsync the --save file before each acknowledgement (durable, slower)."),
-        click.option("-s", "--charger", "chargers", metavar="SERIAL", multiple=True,
-                     help="Only these chargers: serials or globs ('EH*'), case-insensitive "
-                          "(repeatable, comma-separated); '!SERIAL' leaves one out."),
-        click.option("-o", "--obs", "observations", metavar="ID|NAME", multiple=True,
-                     callback=resolve_obs_filter, shell_complete=complete_observations,
-                     help="Only these observations, by id or name, case-insensitive "
-                          "(repeatable, comma-separated); '!NAME' leaves one out."),
+        _CHARGER_OPTION,
+        _OBS_OPTION,
         click.option("--tag", "tags", metavar="TAG", multiple=True, callback=_tags,
                      help="Only observations with this catalogue tag (telemetry, event, boot, "
                           "json, debug, poll, unlisted); '!TAG' leaves them out."),
@@ -236,16 +255,9 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Only records where the condition holds: 'value != 0', "
                           "'latency_ms > 1000', 'label ~ error' (== != < <= > >= ~; "
                           "repeatable, all must hold)."),
-        click.option("--since", type=Moment(),
-                     help="Only records from TIME on: ISO 8601, a clock time today (14:02) or "
-                          "a duration ago (2h); judged on --time-field."),
-        click.option("--until", type=Moment(),
-                     help="Only records up to TIME (live: and exit 0 when the clock gets "
-                          "there)."),
-        click.option("--time-field", type=click.Choice(["device", "arrival", "received"]),
-                     default="device", show_default=True,
-                     help="The time --since and --until judge: the charger's own (device), "
-                          "when it reached the cloud (arrival), or when easee-tail got it."),
+        _SINCE_OPTION,
+        _UNTIL_OPTION,
+        _TIME_FIELD_OPTION,
         click.option("-c", "--count", type=click.IntRange(min=1), metavar="N",
                      help="Exit 0 after N records passed the filters."),
         click.option("--duration", type=Duration(),
@@ -343,3 +355,18 @@ def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
     if options.get("amqp_url") and (typed("token") or typed("username")):
         raise click.UsageError("--amqp-url connects without the Easee API, so --token and "
                                "--username would not be used (give one way in)")
+
+
+def capture_options(observations: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """timeline and sessions: which part of a capture, and JSON lines on a terminal too."""
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+                   _CHARGER_OPTION, *([_OBS_OPTION] if observations else []),
+                   _SINCE_OPTION, _UNTIL_OPTION, _TIME_FIELD_OPTION,
+                   click.option("--json", "as_json", is_flag=True,
+                                help="JSON lines, also on a terminal."),
+                   debug_option]
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return apply

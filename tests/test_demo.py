@@ -11,8 +11,9 @@ from tests.conftest import Runner
 
 def test_demo_jsonl_is_realistic_and_every_record_is_catalogued(cli: Runner, tmp_path: Path) -> None:
     save = tmp_path / "demo.jsonl"
+    # simulated time runs fast enough for sessions: 2000 messages are 5 hours of a fleet
     result = cli.run("demo", "--rate", "2000", "--count", "2000", "--seed", "7",
-                     "--save", str(save))
+                     "--time-scale", "20000", "--save", str(save))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 2000
@@ -35,7 +36,8 @@ def test_demo_jsonl_is_realistic_and_every_record_is_catalogued(cli: Runner, tmp
 
 
 def test_demo_sessions_add_up(cli: Runner) -> None:
-    result = cli.run("demo", "--rate", "5000", "--count", "5000", "--seed", "3", "--chargers", "2")
+    result = cli.run("demo", "--rate", "5000", "--count", "5000", "--seed", "3", "--chargers", "2",
+                     "--time-scale", "20000")
     ends = [json.loads(line)["value"] for line in result.stdout.splitlines()
             if json.loads(line)["id"] == 129]
     assert ends

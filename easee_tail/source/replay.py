@@ -157,3 +157,15 @@ def open_files(paths: Iterable[str], stdin: BinaryIO) -> list[tuple[str, BinaryI
     for path in paths:
         opened.append(("stdin", stdin) if path == "-" else (path, open(path, "rb")))  # noqa: SIM115
     return opened
+
+
+def read_records(files: Sequence[tuple[str, BinaryIO]],
+                 report: Callable[[str], None]) -> Iterator[Record]:
+    """Every record of the captures, as fast as they read, for the commands that analyse."""
+    source = ReplaySource(files, None, report)
+    try:
+        for batch in source.batches():
+            for delivery in batch:
+                yield source.record(delivery)
+    finally:
+        source.close()

@@ -1,0 +1,247 @@
+"""A charger's story: the changes of its state observations, in the order of its own clock.
+
+Which observations make the story is data (data/story.json): op mode, reason for no current,
+cable, enabled, output phase, current limits, errors, reboots, the cloud link, sessions. A
+value that repeats is no change. Each change says how long the value it replaced held; a
+change of op mode also says what the charger delivered meanwhile (energy from TotalPower
+readings, held until the next, and the peak power). Telemetry itself is never listed.
+
+`Story` takes one charger's records in order (live: as they come); `timeline` sorts a
+capture's records per charger by the charger's own timestamps first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib.resources import files
+
+from easee_tail.catalogue import Catalogue
+from easee_tail.format import display_value, span
+from easee_tail.model import Observation, Record
+from easee_tail.text import plural, visible
+from easee_tail.times import parse_time
+
+
+@dataclass(frozen=True)
+class StoryData:
+    """data/story.json with its names resolved to ids."""
+
+    states: frozenset[int]
+    power: int
+    mode: int
+    session_start: int
+    session_end: int
+    session_signed: int
+    reason: int
+    enabled: int
+    cable: int
+    error_code: int
+    error_text: int
+    reboot: int
+    cloud: int
+    cloud_reason: int
+    tokens: frozenset[int]
+    endings: dict[str, frozenset[int]]  # schedule, user, circuit: reason codes
+    modes: dict[str, int]  # disconnected, charging, completed, error: op mode codes
+
+    @property
+    def sessions(self) -> frozenset[int]:
+        """Observations each of which is an event: never "the same value again"."""
+        return frozenset((self.session_start, self.session_end, self.session_signed))
+
+
+_SINGLE = ("power", "mode", "session_start", "session_end", "session_signed", "reason",
+           "enabled", "cable", "error_code", "error_text", "reboot", "cloud", "cloud_reason")
+
+
+@cache
+def story_data(catalogue: Catalogue) -> StoryData:
+    data = json.loads((files("easee_tail") / "data" / "story.json").read_text("utf-8"))
+    return StoryData(
+        states=frozenset(catalogue.resolve(name) for name in data["states"]),
+        tokens=frozenset(catalogue.resolve(name) for name in data["tokens"]),
+        endings={kind: frozenset(codes) for kind, codes in data["endings"].items()},
+        modes=dict(data["modes"]),
+        **{key: catalogue.resolve(data[key]) for key in _SINGLE})
+
+
+def moment(record: Record) -> datetime:
+    """The charger's own time; where it has none, when the cloud or easee-tail got it."""
+    if isinstance(record, Observation) and record.timestamp is not None:
+        return record.timestamp
+    return record.arrival or record.received
+
+
+@dataclass(frozen=True)
+class Change:
+    charger: str
+    at: datetime
+    id: int
+    name: str
+    value: object
+    label: str | None
+    shown: str  # value, unit and label, for people
+    before: str | None  # the value it replaced, shown; None for the first heard
+    lasted: float | None  # seconds the replaced value held
+    energy_kwh: float | None = None  # op mode: delivered while the replaced mode lasted
+    peak_kw: float | None = None
+    event: bool = False  # a session record: it replaces nothing
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "charger": self.charger, "time": self.at.isoformat().replace("+00:00", "Z"),
+            "id": self.id, "name": self.name, "value": self.value, "label": self.label,
+            "before": self.before, "lasted_s": None if self.lasted is None
+            else round(self.lasted, 3), "energy_kwh": self.energy_kwh, "peak_kw": self.peak_kw,
+        }
+
+
+class Story:
+    """One charger's changes, from its records fed in the order of its clock."""
+
+    def __init__(self, data: StoryData) -> None:
+        self._data = data
+        self._last: dict[int, tuple[object, str, datetime]] = {}  # id: (value, shown, since)
+        self._power: tuple[float, datetime] | None = None  # the last reading and its time
+        self._energy = 0.0  # kWh since the op mode last changed
+        self._peak: float | None = None
+
+    def feed(self, record: Record) -> Change | None:
+        """The change this record makes, if any."""
+        if not isinstance(record, Observation) or record.kind != "observation" \
+                or record.id is None or record.charger is None:
+            return None
+        at = moment(record)
+        data = self._data
+        if record.id == data.power:
+            self._add_power(record.value, at)
+            return None
+        if record.id not in data.states:
+            return None
+        value = record.value
+        previous = self._last.get(record.id)
+        if previous is not None and record.id not in data.sessions and previous[0] == value:
+            return None
+        shown = session_text(record, data) if record.id in data.sessions \
+            else display_value(record)
+        self._last[record.id] = (value, shown, at)
+        energy = peak = None
+        if record.id == data.mode:
+            self._add_power(None, at)
+            if previous is not None and (self._energy or self._peak):
+                energy, peak = round(self._energy, 4), self._peak
+            self._energy, self._peak = 0.0, None
+        event = record.id in data.sessions
+        if event:  # nothing it replaced
+            previous = None
+        return Change(
+            record.charger, at, record.id, record.name, value, record.label, shown,
+            None if previous is None else previous[1],
+            None if previous is None else (at - previous[2]).total_seconds(), energy, peak,
+            event)
+
+    def _add_power(self, reading: object, at: datetime) -> None:
+        """Energy at the last power reading up to `at`; then `reading` holds (None: same)."""
+        if self._power is not None:
+            hours = max(0.0, (at - self._power[1]).total_seconds()) / 3600
+            self._energy += self._power[0] * hours
+        if isinstance(reading, int | float) and not isinstance(reading, bool) \
+                and reading == reading:  # not NaN
+            power = float(reading)
+            self._power = (power, at)
+            if power > 0:
+                self._peak = power if self._peak is None else max(self._peak, power)
+        elif self._power is not None:
+            self._power = (self._power[0], at)
+
+
+def field(value: object, name: str) -> object:
+    """A key of a session object, PascalCase or camelCase; None when absent."""
+    if not isinstance(value, dict):
+        return None
+    return value.get(name, value.get(name[:1].lower() + name[1:]))
+
+
+def session_text(record: Observation, data: StoryData) -> str:
+    """A session observation for people: `session 12 started at meter 3418.1 kWh`."""
+    value = record.value
+    number = field(value, "Id")
+    name = f"session {number}" if isinstance(number, int | str) else "a session"
+    if record.id == data.session_start:
+        meter = field(value, "MeterValue")
+        return name + " started" + (f" at meter {meter:g} kWh"
+                                    if isinstance(meter, int | float) else "")
+    if record.id == data.session_end:
+        energy = field(value, "EnergyKwh")
+        start, stop = parse_time(field(value, "Start")), parse_time(field(value, "Stop"))
+        text = name + " ended"
+        if isinstance(energy, int | float):
+            text += f": {energy:.2f} kWh"
+        if start is not None and stop is not None:
+            text += f" in {span((stop - start).total_seconds())}"
+        return text
+    return name + " signed"
+
+
+def by_charger(records: Iterable[Record]) -> dict[str, list[Record]]:
+    """Records per charger, each list in the order of the charger's clock (stable)."""
+    chargers: dict[str, list[Record]] = {}
+    for record in records:
+        if record.charger is not None:
+            chargers.setdefault(record.charger, []).append(record)
+    for kept in chargers.values():
+        kept.sort(key=moment)
+    return dict(sorted(chargers.items()))
+
+
+def timeline(records: Iterable[Record], data: StoryData,
+             listed: Sequence[int] = ()) -> list[Change]:
+    """The changes of every charger, a charger at a time; `listed`: only these ids."""
+    changes = []
+    for kept in by_charger(records).values():
+        story = Story(data)
+        for record in kept:
+            change = story.feed(record)
+            if change is not None and (not listed or change.id in listed):
+                changes.append(change)
+    return changes
+
+
+def change_line(change: Change, width: int = 22) -> str:
+    """`2026-11-26 12:00:01  ChargerOpMode  4 Completed  (was 3 Charging for 1h 2m: 7.3 kWh,
+    peak 7.4 kW)`, in local time, with what came from outside made visible."""
+    local = change.at.astimezone()
+    line = f"  {local:%Y-%m-%d %H:%M:%S}  {change.name:<{width}} {visible(change.shown)}"
+    if change.event:
+        return line
+    if change.before is None:
+        return line + "  (first heard)"
+    was = f"was {visible(change.before)}"
+    if change.lasted is not None:
+        was += f" for {span(change.lasted)}"
+    if change.energy_kwh or change.peak_kw:
+        was += f": {change.energy_kwh or 0:.2f} kWh"
+        if change.peak_kw:
+            was += f", peak {change.peak_kw:g} kW"
+    return f"{line}  ({was})"
+
+
+def timeline_text(changes: Sequence[Change]) -> str:
+    """Per charger a heading, then its changes; "" when there are none."""
+    counts = Counter(change.charger for change in changes)
+    width = max((len(change.name) for change in changes), default=0)
+    out: list[str] = []
+    charger = None
+    for change in changes:
+        if change.charger != charger:
+            charger = change.charger
+            if out:
+                out.append("")
+            out.append(f"{visible(charger)}  {plural(counts[charger], 'change')}")
+        out.append(change_line(change, width))
+    return "\n".join(out)
