@@ -9,7 +9,9 @@ its 129 alone; one still going at the end of the capture is open.
 How it ended is read from what happened while it ran, the strongest sign first: an error
 (with its code and text), a reboot (with its reason), the cloud link lost (with its reason),
 the car full (op mode Completed), a schedule or the user (ReasonForNoCurrent, codes in
-data/story.json), a limit from the circuit, or the cable pulled while charging.
+data/story.json), a limit from the circuit, or the cable pulled while charging. A car that
+never charged because its RFID token was refused (AwaitingAuthentication, then
+Deauthenticating) is listed too, as "not authorised", with no energy.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class _Rebuild:
         self.error_text: str | None = None
         self.cloud_reason: str | None = None
         self.power: tuple[float, datetime] | None = None
+        self.asked: datetime | None = None  # when authorisation was last asked for
 
     def feed(self, record: Observation) -> None:
         data, at, value = self.data, moment(record), record.value
@@ -125,6 +128,7 @@ class _Rebuild:
                             token=auth if isinstance(auth, str) and auth else self.token)
         self.sessions.append(self.open)
         self.power = (self.power[0], at) if self.power else None
+        self.asked = None
 
     def _power(self, reading: object, at: datetime) -> None:
         if not isinstance(reading, int | float) or isinstance(reading, bool) \
@@ -145,6 +149,14 @@ class _Rebuild:
         if mode == modes["charging"] and self.open is None:
             self._open(at, None, at, None)
         elif self.open is None:
+            if mode == modes["awaiting_authentication"]:
+                self.asked = at
+            elif mode == modes["deauthenticating"] and self.asked is not None:
+                # a car that never charged: the token was refused
+                token = f" (token {self.token})" if self.token else ""
+                self.sessions.append(Session(self.charger, self.asked, stop=at, token=self.token,
+                                             ended=f"not authorised{token}"))
+                self.asked = None
             return
         elif mode == modes["completed"]:
             self.open.completed = True
