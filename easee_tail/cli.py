@@ -84,6 +84,7 @@ from easee_tail.source.reconnect import Backoff, ReconnectingSource
 from easee_tail.source.replay import ReplaySource, open_files
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import FilterNotice, Stats, StatsLines, Tally
+from easee_tail.story import LiveStory, story_data
 from easee_tail.text import plural, visible
 from easee_tail.token_cache import TokenCache
 
@@ -791,7 +792,7 @@ class _Command:
         self, open_source: Callable[[], tuple[Source, int | None]], jsonl: bool,
         line_format: Template | str | None,
         save_path: str | None, fsync: bool, stats_interval: float | None, view: str,
-        silent_after: float,
+        time_column: str, silent_after: float,
         chargers: Sequence[str], observations: tuple[tuple[int, ...], tuple[int, ...]],
         tags: Sequence[str], where: Sequence[Condition], since: datetime | None,
         until: datetime | None, time_field: str,
@@ -859,9 +860,14 @@ class _Command:
                     fleet = FleetState(table)
                     sinks.append(fleet)
                     state = StateOptions(fleet, groups(table), silent_after)
+                live_story = None
+                if view == "timeline" or keys is not None:
+                    live_story = LiveStory(story_data(table))
+                    sinks.append(live_story)
                 console = Console(file=env.stdout, no_color=env.no_color)
                 self.table = TableSink(console, stats, source, state, view=view,
-                                       keys=keys.read if keys else None, backlog=backlog)
+                                       keys=keys.read if keys else None, backlog=backlog,
+                                       story=live_story, time_field=TIME_FIELDS[time_column])
                 sinks.append(self.table)
             else:
                 env.stdout_bytes.flush()  # the sink writes to the descriptor itself

@@ -268,8 +268,13 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Exit 0 once the messages waiting at start have been shown (as kcat "
                           "-e); with filters, once they have been consumed."),
         click.option("--view", type=click.Choice(VIEWS), default="stream", show_default=True,
-                     help="The table's view: records as they come, or the latest state per "
-                          "charger. Press v to switch while running."),
+                     help="The table's view: records as they come, the latest state per "
+                          "charger, or each charger's changes of state (timeline). Press v to "
+                          "switch while running."),
+        click.option("--time-column", type=click.Choice(["device", "arrival", "received"]),
+                     default="received", show_default=True,
+                     help="The table's time column: the charger's own time (device), when the "
+                          "message reached the cloud (arrival), or when easee-tail got it."),
         click.option("--silent-after", type=Duration(), default=300.0, show_default=True,
                      help="State view: mark chargers not heard from for DURATION."),
         click.option("--stats-interval", type=Duration(minimum=0.099),
@@ -338,9 +343,12 @@ def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
     if options.get("save_path") == "":
         raise click.BadParameter("needs a file name", ctx=ctx, param_hint="--save")
     if (given("jsonl") or options.get("line_format") == "jsonl") \
-            and options.get("view") == "state" and given("view"):
-        raise click.UsageError("--view state is a view of the table; --jsonl writes JSON lines "
-                               "instead (give one of them)")
+            and options.get("view") != "stream" and given("view"):
+        raise click.UsageError(f"--view {options['view']} is a view of the table; --jsonl "
+                               "writes JSON lines instead (give one of them)")
+    if given("time_column") and (given("jsonl") or given("line_format")):
+        raise click.UsageError("--time-column picks the table's time column; JSON lines and "
+                               "--format lines carry every time (give one of them)")
     if isinstance(options.get("line_format"), Template) and (given("jsonl") or given("view")):
         raise click.UsageError("--format writes plain lines; --jsonl and --view are other "
                                "outputs (give one of them)")

@@ -13,7 +13,7 @@ capture's records per charger by the charger's own timestamps first.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -217,18 +217,23 @@ def change_line(change: Change, width: int = 22) -> str:
     peak 7.4 kW)`, in local time, with what came from outside made visible."""
     local = change.at.astimezone()
     line = f"  {local:%Y-%m-%d %H:%M:%S}  {change.name:<{width}} {visible(change.shown)}"
+    return f"{line}  ({was(change)})" if was(change) else line
+
+
+def was(change: Change) -> str:
+    """What the change replaced and how long it held ("" for a session record)."""
     if change.event:
-        return line
+        return ""
     if change.before is None:
-        return line + "  (first heard)"
-    was = f"was {visible(change.before)}"
+        return "first heard"
+    text = f"was {visible(change.before)}"
     if change.lasted is not None:
-        was += f" for {span(change.lasted)}"
+        text += f" for {span(change.lasted)}"
     if change.energy_kwh or change.peak_kw:
-        was += f": {change.energy_kwh or 0:.2f} kWh"
+        text += f": {change.energy_kwh or 0:.2f} kWh"
         if change.peak_kw:
-            was += f", peak {change.peak_kw:g} kW"
-    return f"{line}  ({was})"
+            text += f", peak {change.peak_kw:g} kW"
+    return text
 
 
 def timeline_text(changes: Sequence[Change]) -> str:
@@ -245,3 +250,34 @@ def timeline_text(changes: Sequence[Change]) -> str:
             out.append(f"{visible(charger)}  {plural(counts[charger], 'change')}")
         out.append(change_line(change, width))
     return "\n".join(out)
+
+
+class LiveStory:
+    """A sink for the table's timeline view: each charger's story as records come (the
+    order they arrive in), the latest changes kept."""
+
+    KEPT = 500
+
+    def __init__(self, data: StoryData) -> None:
+        self._data = data
+        self._stories: dict[str, Story] = {}
+        self.changes: deque[Change] = deque(maxlen=self.KEPT)
+
+    def write(self, record: Record) -> None:
+        if record.charger is None:
+            return
+        story = self._stories.get(record.charger)
+        if story is None:
+            story = self._stories[record.charger] = Story(self._data)
+        change = story.feed(record)
+        if change is not None:
+            self.changes.append(change)
+
+    def flush(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

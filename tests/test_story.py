@@ -7,14 +7,15 @@ import itertools
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from easee_tail.fleet import Fleet
 from easee_tail.times import parse_time
-from tests.conftest import Runner
+from tests.conftest import TOKEN, BrokerQueue, Runner, api_args
 from tests.harness.terminal import Terminal
 
 SEED = 11
@@ -182,3 +183,45 @@ def test_the_fleet_keeps_its_invariants_over_a_long_run(seed: int, scale: float)
             assert serial in started  # power only inside a session
     # 150,000 messages: a little over an hour of the fleet at 60x, days at 3600x
     assert sessions_seen >= {1.0: 0, 60.0: 5, 3600.0: 50}[scale]
+
+
+def test_the_live_timeline_view_and_the_view_key_cycles_three_views(
+    cli: Runner, terminal: Callable[..., Terminal]
+) -> None:
+    screen = terminal([cli.executable, "demo", "--chargers", "7", "--seed", str(SEED),
+                       "--time-scale", "600", "--rate", "50", "--view", "timeline"])
+    story = screen.wait_for(lambda s: "(was 3 Charging for" in s and "kWh, peak" in s,
+                            timeout=60)
+    assert "v: stream view" in story and "ChargingSessionStart" in story
+    assert re.search(r"^\d\d:\d\d:\d\d [A-Z0-9]{8} ChargerOpMode +\d ", story, re.M)
+    assert "TotalPower" not in story.split("per charger")[1]  # telemetry is not listed
+    screen.press("v")
+    stream = screen.wait_for(lambda s: "v: state view" in s)
+    assert re.search(r"^received +charger +id name", stream, re.M)
+    screen.press("v")
+    screen.wait_for(lambda s: "v: timeline view" in s and "  status" in s)
+    screen.press("v")
+    screen.wait_for(lambda s: "v: stream view" in s and "(was " in s)
+    screen.press("C-c")
+    screen.wait_for(lambda s: "EXIT=130" in s)
+
+
+def test_the_time_column_shows_the_clock_asked_for(
+    cli: Runner, api: HTTPServer, queue: BrokerQueue, terminal: Callable[..., Terminal]
+) -> None:
+    measured = datetime(2026, 11, 24, 12, 0, 0, 250000, tzinfo=UTC)
+    arrived = measured + timedelta(seconds=1.5)
+    queue.publish("EHCLOCK1.O.109", json.dumps({
+        "Timestamp": measured.isoformat(), "Value": 3}), {"ArrivalTime": arrived.isoformat()})
+    for choice, heading, moment in (("device", "device time", measured),
+                                    ("arrival", "arrival", arrived)):
+        screen = terminal([cli.executable, "--token", TOKEN, *api_args(api, cli.certs), "--peek",
+                           "-c", "1", "--time-column", choice], height=20)
+        shown = screen.wait_for(lambda s: "EXIT=0" in s)
+        local = moment.astimezone().strftime("%H:%M:%S.%f")[:-3]
+        assert re.search(rf"^{heading} +charger +id name", shown, re.M), shown
+        # (the second run sees it again, marked redelivered: --peek gave it back)
+        assert re.search(rf"^{re.escape(local)} (↻ )?EHCLOCK1 +109 ChargerOpMode", shown, re.M)
+    refused = cli.run("demo", "-j", "--time-column", "device", "-c", "1")
+    assert refused.returncode == 2 and "--time-column picks the table's time column" \
+        in refused.stderr

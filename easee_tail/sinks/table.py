@@ -34,10 +34,11 @@ from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
+from easee_tail.story import LiveStory, was
 from easee_tail.text import plural, visible
 
 REDRAWS_PER_SECOND = 5
-VIEWS = ("stream", "state")
+VIEWS = ("stream", "state", "timeline")
 SWITCH_KEY = "v"
 # State view scrolling, a charger at a time: j/k as in less and vi, and the arrow keys.
 DOWN_KEYS = ("j", "\x1b[B", "\x1bOB")
@@ -58,6 +59,7 @@ class TableSink:
     def __init__(
         self, console: Console, stats: Stats, source: Source, state: StateOptions | None,
         view: str = "stream", keys: Callable[[], str] | None = None, backlog: int | None = None,
+        story: LiveStory | None = None, time_field: str = "received",
     ) -> None:
         self._console = console
         self._stats = stats
@@ -65,6 +67,10 @@ class TableSink:
         # kept up to date by its own sink: read here, never written; None when the state view
         # can never be shown (not asked for, and no keys to switch to it)
         self._state = state
+        self._story = story  # the same for the timeline view
+        self._time_field = time_field  # the record field the time column shows
+        self._views = [name for name, shown in zip(VIEWS, (True, state, story), strict=True)
+                       if shown is not None]
         self._view = view
         self._keys = keys
         self._skip = 0  # state view: chargers scrolled past
@@ -97,10 +103,10 @@ class TableSink:
             self._live.update(self._render(), refresh=True)
 
     def _press(self, keys: str) -> None:
+        if SWITCH_KEY in keys.lower():
+            self._view = self._next_view()
         if self._state is None:
             return
-        if SWITCH_KEY in keys.lower():
-            self._view = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
         for key in _SCROLL_KEY.findall(keys):  # in the order pressed
             if key in UP_KEYS:
                 if self._skip:
@@ -120,7 +126,12 @@ class TableSink:
         self._live.update(self._render(), refresh=True)
         self._live.stop()
 
+    def _next_view(self) -> str:
+        return self._views[(self._views.index(self._view) + 1) % len(self._views)]
+
     def _render(self) -> RenderGroup:
+        if self._view == "timeline" and self._story is not None:
+            return RenderGroup(self._header(), *self._timeline())
         if self._view == "state" and self._state is not None:
             size = self._console.size
             lines = state_lines(
@@ -135,9 +146,9 @@ class TableSink:
         stats = self._stats
         header = Text(no_wrap=True, overflow="ellipsis")  # a narrow terminal crops, never wraps
         header.append("easee-tail", style="bold")
-        if self._keys is not None:  # first: a narrow terminal crops the end of the line
-            other = VIEWS[(VIEWS.index(self._view) + 1) % len(VIEWS)]
-            header.append(f" · {SWITCH_KEY}: {other} view", style="dim")
+        if self._keys is not None and len(self._views) > 1:  # first: a narrow terminal
+            # crops the end of the line
+            header.append(f" · {SWITCH_KEY}: {self._next_view()} view", style="dim")
             if self._view == "state":
                 header.append(", j/k: scroll", style="dim")
         tally = stats.tally
@@ -183,16 +194,42 @@ class TableSink:
             header.append(f" … {len(stats.per_charger) - _HEADER_CHARGERS} more", style="dim")
         return header
 
+    def _timeline(self) -> list[Text]:
+        """The latest changes of the chargers shown, newest at the bottom."""
+        assert self._story is not None
+        size = self._console.size
+        changes = list(self._story.changes)[-max(1, size.height - _CHROME_LINES):]
+        if not changes:
+            return [Text("no change of state yet (op mode, cable, limits, errors, cloud, "
+                         "sessions)", style="dim")]
+        width = max(len(change.name) for change in changes)
+        lines = []
+        for change in changes:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(f"{change.at.astimezone():%H:%M:%S} ", style="dim")
+            line.append(f"{visible(change.charger):<8} ")
+            line.append(f"{change.name:<{width}} ", style="cyan")
+            line.append(visible(change.shown), style="bold")
+            context = was(change)
+            if context:
+                line.append(f"  ({context})", style="dim")
+            line.truncate(size.width, overflow="ellipsis")
+            lines.append(line)
+        return lines
+
     def _table(self) -> RenderGroup:
         width = self._console.size.width
         columns = fit_columns(width)
+        heading = {**{column.name: column.name for column in columns},
+                   "time": TIME_HEADINGS[self._time_field]}  # which clock it is
         lines = [Text(" ".join(
-            column.name.rjust(column.width) if column.right else column.name.ljust(column.width)
+            heading[column.name].rjust(column.width) if column.right
+            else heading[column.name].ljust(column.width)
             for column in columns)[:width], style="bold")]
         visible = max(1, self._console.size.height - _CHROME_LINES)
         for entry in list(self._rows)[-visible:]:
             if entry[1] is None:
-                entry[1] = _cells(entry[0])
+                entry[1] = _cells(entry[0], self._time_field)
             cells = entry[1]
             line = Text(no_wrap=True, overflow="ellipsis")
             for number, column in enumerate(columns):
@@ -224,6 +261,8 @@ _COLUMNS = (
     Column("id", 2, 3, right=True),
 )
 _SHOWN_ORDER = ("time", "charger", "id", "name", "value", "latency")
+# The time column's heading says which clock it shows (--time-column).
+TIME_HEADINGS = {"received": "received", "timestamp": "device time", "arrival": "arrival"}
 _MIN_VALUE_WIDTH = 16
 
 
@@ -238,7 +277,7 @@ def fit_columns(width: int) -> list[Column]:
     return [chosen[name] for name in _SHOWN_ORDER if name in chosen]
 
 
-def _cells(record: Record) -> list[tuple[str, str]]:
+def _cells(record: Record, time_field: str) -> list[tuple[str, str]]:
     """The row's texts and styles, made once per record however often it is drawn."""
     is_error = isinstance(record, ErrorRecord)
     latency = record.latency_ms
@@ -249,7 +288,7 @@ def _cells(record: Record) -> list[tuple[str, str]]:
     if record.redelivered:  # seen before a reconnect, perhaps: at-least-once, marked
         charger = "↻ " + charger
     return [
-        (display_time(record.received), ""),
+        (display_time(moment) if (moment := getattr(record, time_field, None)) else "–", ""),
         (charger, "yellow" if record.redelivered else ""),
         ("" if record.id is None else str(record.id), ""),
         ("error" if isinstance(record, ErrorRecord) else record.name,
