@@ -524,10 +524,18 @@ def logout_command(username: str | None) -> None:
 @click.option("--seed", type=int, help="Seed for a repeatable fleet.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="Stop after N messages.")
 @click.option("--duration", type=Duration(), help="Stop after DURATION (90 = 90s, 5m, 1h30m).")
+@click.option("--time-scale", type=FiniteFloat(min=0, min_open=True, max=100_000), default=1.0,
+              metavar="N", help="Simulated time N times the clock's pace (timestamps then run "
+                                "ahead of the clock: latencies mean nothing).  [default: 1]")
+@click.option("--no-reconnect", is_flag=True,
+              help="Exit (code 12) when the connection is lost instead of reconnecting.")
+@click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
+              help="Give up (exit 12) after N reconnection attempts in a row [default: never].")
 def simulate_command(
     amqp_url: str, queue: str | None, exchange: str | None, ca_file: str | None,
     charger_count: int, rate: float, delay_ms: tuple[float, float], seed: int | None,
-    count: int | None, duration: float | None,
+    count: int | None, duration: float | None, time_scale: float, no_reconnect: bool,
+    max_retries: int | None,
 ) -> None:
     """Publish a simulated fleet to a broker: sessions, telemetry, tokens, reboots."""
     if (queue is None) == (exchange is None):
@@ -540,21 +548,19 @@ def simulate_command(
         details = parse_amqp_url(amqp_url, queue or "")
     except ValueError as problem:
         raise click.BadParameter(str(problem), param_hint="--amqp-url") from None
+    if no_reconnect and max_retries is not None:
+        raise click.UsageError("--max-retries counts reconnection attempts; --no-reconnect "
+                               "makes none (give one of them)")
     command.stop.install()
-    fleet = Fleet(charger_count, seed=seed, delay_ms=delay_ms)
-    connection = None
+    fleet = Fleet(charger_count, seed=seed, delay_ms=delay_ms, time_scale=time_scale)
     try:
-        connection = connect(details, ca_file, name="easee-tail simulate")
         sent = simulate.publish(
-            connection, fleet, simulate.Target(queue, exchange), rate, count, duration,
+            lambda: connect(details, ca_file, name="easee-tail simulate"), fleet,
+            simulate.Target(queue, exchange), rate, count, duration,
             lambda sent: command.info(f"{sent:,} messages published"), command.warn,
-        )
+            None if no_reconnect else Backoff(max_retries=max_retries))
     except EaseeTailError as problem:
         command.fail(problem.message, problem.exit_code)
-    finally:
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(Exception):
-                connection.close()
     command.info(f"{plural(sent, 'message')} from {plural(charger_count, 'charger')} published to "
                  f"{details.display_url} ({'queue ' + queue if queue else 'exchange ' + str(exchange)})")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import time
 from collections import defaultdict
@@ -13,7 +14,7 @@ from tests.conftest import BrokerQueue, Lines, Runner
 from tests.harness.rabbit import PASSWORD, RabbitBroker
 
 OPMODE_NEXT = {  # what the simulated charger may do next, besides rebooting (back to 1)
-    1: {2, 1}, 2: {7, 3, 1}, 7: {3, 1}, 3: {4, 1}, 4: {1}, 6: {1},
+    1: {2, 1}, 2: {7, 3, 1}, 7: {3, 8, 1}, 8: {2}, 3: {4, 5, 2, 1}, 4: {1}, 5: {1}, 6: {1},
 }
 
 
@@ -29,7 +30,8 @@ def test_simulated_fleet_into_a_queue_reads_back_consistently(
 ) -> None:
     published = cli.run("simulate", "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
                         "--ca-file", str(cli.certs.ca_file), "--chargers", "3", "--rate",
-                        "3000", "--count", "3000", "--seed", "11", "--delay-ms", "100", "200")
+                        "3000", "--count", "3000", "--seed", "11", "--delay-ms", "100", "200",
+                        "--time-scale", "20000")  # hours of the fleet: sessions
     assert published.returncode == 0, published.stderr
     assert "3,000 messages from 3 chargers published" in published.stderr
     assert PASSWORD not in published.stderr
@@ -108,3 +110,26 @@ def test_a_broker_in_disk_alarm_is_explained_while_simulate_waits(
         code = process.wait(timeout=30)
     assert code == 130, stderr.text
     assert "Traceback" not in stderr.text
+
+
+def test_simulate_reconnects_when_its_connection_is_lost(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    process = cli.popen("simulate", "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                        "--ca-file", str(cli.certs.ca_file), "--chargers", "3", "--rate", "300",
+                        "--count", "1500", "--seed", "5")
+    assert process.stderr is not None
+    stderr = Lines(process.stderr)
+    deadline = time.monotonic() + 60
+    while queue.depth() < 200:  # the sign: it is publishing
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    rabbit.ctl("close_all_connections", "test: a broker restart")
+    said = stderr.wait_for("reconnecting in", timeout=30)
+    assert re.search(r"connection lost after [\d,]+ messages \(.+\); reconnecting in "
+                     r"[\d.]+ s \(attempt 1\)", said), said
+    assert process.wait(timeout=60) == 0, stderr.text
+    assert "1,500 messages from 3 chargers published" in stderr.text
+    records = consume(cli, rabbit, queue, queue.depth())
+    seen = {(record["routing_key"], record["timestamp"]) for record in records}
+    assert len(seen) == 1500 and len(records) >= 1500  # none skipped; at least once
