@@ -29,20 +29,33 @@ class Reading:
     chargers: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
-    time_field: str = "device"
+    time_field: str = "device"  # the clock the window judges changes by
     as_json: bool = False
 
 
 def _records(env: Environment, reading: Reading, report: Callable[[str], None]
              ) -> Iterator[Record]:
+    """The chargers' whole records: the time window is applied to what they tell, so that
+    a state begun before the window still says how long it held."""
     wanted, unwanted = split_negated(reading.chargers)
-    keep = build_filter((), (), FilterSpec(
-        chargers=tuple(wanted), not_chargers=tuple(unwanted), since=reading.since,
-        until=reading.until, time_field=TIME_FIELDS[reading.time_field]))
+    keep = build_filter((), (), FilterSpec(chargers=tuple(wanted), not_chargers=tuple(unwanted)))
     files = open_files(reading.paths or ("-",), env.stdin.buffer)
     for record in read_records(files, report):
         if keep is None or keep(record):
             yield record
+
+
+def _within(reading: Reading, moment: datetime | None) -> bool:
+    if moment is None:
+        return reading.since is None and reading.until is None
+    return (reading.since is None or moment >= reading.since) and \
+        (reading.until is None or moment <= reading.until)
+
+
+def _overlaps(reading: Reading, start: datetime | None, stop: datetime | None) -> bool:
+    """A session that ran at some moment of the window (one still open runs on)."""
+    return (reading.since is None or stop is None or stop >= reading.since) and \
+        (reading.until is None or start is None or start <= reading.until)
 
 
 def _json_lines(env: Environment, documents: Iterator[dict[str, object]]) -> None:
@@ -62,7 +75,10 @@ def timeline(env: Environment, reading: Reading, listed: Sequence[int],
              report: Callable[[str], None]) -> int:
     """Print the changes; the number printed."""
     table = catalogue.load()
-    changes = story.timeline(_records(env, reading, report), story.story_data(table), listed)
+    field = TIME_FIELDS[reading.time_field]
+    changes = [change for change in story.timeline(
+        _records(env, reading, report), story.story_data(table), listed)
+        if _within(reading, change.at if field == "timestamp" else getattr(change, field))]
     if reading.as_json or not env.stdout_isatty:
         _json_lines(env, (change.as_json() for change in changes))
     elif changes:
@@ -75,7 +91,9 @@ def charging_sessions(env: Environment, reading: Reading,
                       report: Callable[[str], None]) -> int:
     """Print the sessions; the number printed."""
     table = catalogue.load()
-    found = sessions.sessions(_records(env, reading, report), story.story_data(table))
+    found = [session for session in sessions.sessions(
+        _records(env, reading, report), story.story_data(table))
+        if _overlaps(reading, session.start, session.stop)]
     if reading.as_json or not env.stdout_isatty:
         _json_lines(env, (session.as_json() for session in found))
     elif found:

@@ -364,12 +364,14 @@ def timeline_command(paths: tuple[str, ...], chargers: tuple[str, ...],
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @capture_options(observations=False)
 def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...],
-                     since: datetime | None, until: datetime | None, time_field: str,
-                     as_json: bool) -> None:
-    """Charging sessions from captures: start, stop, energy, peak power, and how each ended."""
+                     since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """Charging sessions from captures: start, stop, energy, peak power, and how each ended.
+
+    --since and --until keep the sessions that ran at some moment between them, by the
+    charger's clock."""
     command = _Command(Environment.from_process())
     analyse.charging_sessions(command.env, analyse.Reading(
-        _capture_paths(paths), chargers, since, until, time_field, as_json), command.warn)
+        _capture_paths(paths), chargers, since, until, as_json=as_json), command.warn)
 
 
 @main.command("connection", epilog=EXAMPLES["connection"])

@@ -83,8 +83,10 @@ class _Charger:
 class _Life:
     """One charger's events in simulated time, planned as they are asked for."""
 
-    def __init__(self, charger: _Charger, rng: random.Random, start: float) -> None:
+    def __init__(self, charger: _Charger, rng: random.Random, start: float,
+                 step: float = 0.05) -> None:
         self.charger, self.rng, self.t = charger, rng, start
+        self.step = step  # seconds between the messages of a boot
         self.sessions = 0
 
     def at(self, gap: float, observation: int | str, value: object = None) -> Event:
@@ -116,7 +118,7 @@ class _Life:
                       (52, 16), (124, round(charger.lifetime_kwh, 3))]
         steps += [(109, 1), (96, 50), (46, 18)]
         for observation, value in steps:
-            yield self.at(0.05, observation, value)
+            yield self.at(self.step, observation, value)
 
     def _session(self, trouble: str | None) -> Iterator[Event]:
         rng, charger = self.rng, self.charger
@@ -263,10 +265,12 @@ class Fleet:
         for index, charger in enumerate(self.chargers):
             rng = random.Random(self._random.random())
             charger.measured = charger.metered = start - 1.0
-            booted = start + rng.uniform(0, 3)  # not all in step
-            lives.append(_Life(charger, rng, booted).events())
+            # not all in step, and booted soon at any rate: within a telemetry round
+            step = min(0.05, every / 4)
+            booted = start + rng.uniform(0, min(3.0, every))
+            lives.append(_Life(charger, rng, booted, step).events())
             self._next_event(queue, lives, index)
-            charger.next_telemetry = booted + 1.0 + self._random.uniform(0, every)
+            charger.next_telemetry = booted + 20 * step + self._random.uniform(0, every)
             heapq.heappush(queue, (charger.next_telemetry, index, None))
         while queue:
             moment, index, event = heapq.heappop(queue)

@@ -369,8 +369,9 @@ def capture_options(observations: bool) -> Callable[[Callable[..., Any]], Callab
     """timeline and sessions: which part of a capture, and JSON lines on a terminal too."""
     def apply(function: Callable[..., Any]) -> Callable[..., Any]:
         options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-                   _CHARGER_OPTION, *([_OBS_OPTION] if observations else []),
-                   _SINCE_OPTION, _UNTIL_OPTION, _TIME_FIELD_OPTION,
+                   _CHARGER_OPTION, *([_OBS_OPTION, _TIME_FIELD_OPTION] if observations
+                                      else []),
+                   _SINCE_OPTION, _UNTIL_OPTION,
                    click.option("--json", "as_json", is_flag=True,
                                 help="JSON lines, also on a terminal."),
                    debug_option]

@@ -91,6 +91,8 @@ class Change:
     energy_kwh: float | None = None  # op mode: delivered while the replaced mode lasted
     peak_kw: float | None = None
     event: bool = False  # a session record: it replaces nothing
+    arrival: datetime | None = None  # the record's other clocks, for a time window
+    received: datetime | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -128,7 +130,7 @@ class Story:
         if previous is not None and record.id not in data.sessions and previous[0] == value:
             return None
         shown = session_text(record, data) if record.id in data.sessions \
-            else display_value(record)
+            else display_value(record) or "(empty)"
         self._last[record.id] = (value, shown, at)
         energy = peak = None
         if record.id == data.mode:
@@ -143,7 +145,7 @@ class Story:
             record.charger, at, record.id, record.name, value, record.label, shown,
             None if previous is None else previous[1],
             None if previous is None else (at - previous[2]).total_seconds(), energy, peak,
-            event)
+            event, record.arrival, record.received)
 
     def _add_power(self, reading: object, at: datetime) -> None:
         """Energy at the last power reading up to `at`; then `reading` holds (None: same)."""
@@ -229,7 +231,7 @@ def was(change: Change) -> str:
     text = f"was {visible(change.before)}"
     if change.lasted is not None:
         text += f" for {span(change.lasted)}"
-    if change.energy_kwh or change.peak_kw:
+    if (change.energy_kwh or 0) >= 0.005 or change.peak_kw:  # a moment's power is nothing
         text += f": {change.energy_kwh or 0:.2f} kWh"
         if change.peak_kw:
             text += f", peak {change.peak_kw:g} kW"

@@ -87,12 +87,16 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
         assert "SILENT, last heard" in block(silent, "EHSTATEA")
         assert "SILENT" not in block(silent, "ECSTATEB")
 
-        screen.press("v")  # to the stream view, and back
-        stream = screen.wait_for(lambda s: re.search(r"^time\s+charger\s+id\s+name", s, re.M)
-                                 is not None)
+        screen.press("v")  # to the timeline, the stream view, and back
+        story = screen.wait_for(lambda s: "v: stream view" in s and "(first heard)" in s)
+        assert re.search(r"^\d\d:\d\d:\d\d EHSTATEA ChargerOpMode +4 Completed +\(was 3 "
+                         r"Charging for", story, re.M)
+        screen.press("v")
+        stream = screen.wait_for(lambda s: re.search(r"^received\s+charger\s+id\s+name", s,
+                                                     re.M) is not None)
         assert "v: state view" in stream
         screen.press("v")
-        screen.wait_for(lambda s: "v: stream view" in s and "SILENT" in s)
+        screen.wait_for(lambda s: "v: timeline view" in s and "SILENT" in s)
         screen.press("C-c")
         ended = screen.wait_for(lambda s: "EXIT=" in s and "icanon" in s, timeout=10)
     finally:
@@ -233,7 +237,7 @@ def test_a_short_terminal_keeps_a_chargers_status_before_its_other_values(
     try:
         screen.run([cli.executable, "demo", "--chargers", "3", "--seed", "4", "--rate", "200",
                     "--view", "state"])
-        shown = screen.wait_for(lambda s: "  status" in s and "  link" in s
+        shown = screen.wait_for(lambda s: "  status" in s and "  power" in s and "  link" in s
                                 and "2 more chargers below" in s)
         assert "  other" not in shown
         body = [line for line in shown.splitlines()[3:] if line.strip()]
