@@ -4,18 +4,22 @@ and the latency from delivery to a flushed JSON line at a steady rate."""
 from __future__ import annotations
 
 import fcntl
+import io
 import itertools
 import multiprocessing
 import os
 import pty
+import statistics
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 import pika
@@ -259,3 +263,103 @@ def _publish_steadily(broker: RabbitBroker, exchange: str, total: int, rate: flo
                 time.sleep(pause)
             channel.basic_publish(exchange, message.routing_key, message.body,
                                   pika.BasicProperties(headers=message.headers))
+
+
+def startup_ratios(easee_tail: str, runs: int = 15) -> tuple[float, dict[str, float]]:
+    """Row 9: whole processes, spawn to exit: `python -c 'import click'` (the floor any click
+    program pays), and easee-tail's fast paths, each the median of `runs` alternating spawns.
+    The commands' seconds, by name, and the floor's."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EASEE_")}
+    completing = {**env, "_EASEE_TAIL_COMPLETE": "bash_complete",
+                  "COMP_WORDS": "easee-tail --ob", "COMP_CWORD": "1"}
+    python = str(Path(easee_tail).with_name("python"))
+    if not Path(python).exists():
+        python = sys.executable
+    cases: dict[str, tuple[list[str], dict[str, str]]] = {
+        "import click": ([python, "-c", "import click"], env),
+        "--version": ([easee_tail, "--version"], env),
+        "--help": ([easee_tail, "--help"], env),
+        "completion": ([easee_tail], completing),
+        "observations": ([easee_tail, "observations"], env),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, (argv, environment) in cases.items():
+            began = time.perf_counter()
+            subprocess.run(argv, env=environment, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append(time.perf_counter() - began)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    floor = medians.pop("import click")
+    return floor, medians
+
+
+@dataclass
+class FleetView:
+    chargers: int
+    records: int
+    redraw_ms: dict[str, float]  # the median redraw of each view, on a 120x40 screen
+
+
+def fleet_capture(path: Path, chargers: int, minutes: float, seed: int = 5) -> int:
+    """A capture of `minutes` of a fleet of `chargers` (each sending a reading a minute, and
+    its events): JSON lines as --save writes them. The number of lines."""
+    # simulated time 60 times the clock's: `chargers` readings a (clock) second are one
+    # reading a (simulated) minute per charger, and `minutes` of the fleet pass in as many
+    # seconds of the clock
+    fleet = Fleet(chargers, seed=seed, time_scale=60.0)
+    table = load()
+    start = time.time() - minutes * 60
+    lines = 0
+    with path.open("wb") as out:
+        for moment, message in fleet.messages(start, float(chargers)):
+            if moment > start + minutes:
+                break
+            record = decode(Delivery(message.routing_key, message.body, message.headers,
+                                     message.received, False, 0), table)
+            out.write(encode(record))
+            lines += 1
+    return lines
+
+
+def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeline"),
+                  draws: int = 30) -> FleetView:
+    """Row 10's redraw times: the capture fed to the table's sinks in this process, then
+    each view drawn `draws` times on a 120x40 screen (rendered to memory)."""
+    from rich.console import Console
+
+    from easee_tail.sinks.table import StateOptions, TableSink
+    from easee_tail.source.replay import read_records
+    from easee_tail.state import FleetState, groups
+    from easee_tail.stats import Stats
+    from easee_tail.story import LiveStory, story_data
+
+    table = load()
+    fleet, story, stats = FleetState(table), LiveStory(story_data(table)), Stats()
+    records = 0
+    with path.open("rb") as capture:
+        for record in read_records([(str(path), capture)], lambda _line: None):
+            for consumer in (fleet, story, stats):
+                consumer.write(record)
+            records += 1
+    fleet.flush()
+    timings: dict[str, float] = {}
+    for view in views:
+        console = Console(file=io.StringIO(), width=120, height=40, force_terminal=True,
+                          color_system="truecolor")
+
+        class Named:
+            server, queue, status = "bench", "fleet", None
+
+        sink = TableSink(console, stats, Named(),  # type: ignore[arg-type]
+                         StateOptions(fleet, groups(table), 300.0), view=view, story=story)
+        spent = []
+        moment = time.monotonic()
+        for _ in range(draws):
+            moment += 1.0  # a second later each time: every tick draws
+            began = time.perf_counter()
+            sink.tick(moment)
+            spent.append((time.perf_counter() - began) * 1000)
+        sink.close()
+        timings[view] = statistics.median(spent)
+    return FleetView(len(fleet.chargers), records, timings)

@@ -10,12 +10,10 @@ tags, unit, the roles that may see it). An entry of the wider list carries the t
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.resources import files
 
 VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
 UNLISTED = "unlisted"  # the tag of an entry from the wider list
@@ -107,6 +105,7 @@ class Catalogue:
             return entry.id
         names = [e.name for e in self._by_id.values()]
         lowered = {name.lower(): name for name in names}
+        import difflib  # only for a name that is not there
         close = difflib.get_close_matches(text.lower(), list(lowered), n=3, cutoff=0.6)
         contains = [name for name in names if text.lower() in name.lower()]
         found = list(dict.fromkeys([lowered[c] for c in close] + contains))
@@ -147,6 +146,7 @@ def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
 
 @cache
 def load() -> Catalogue:
+    from importlib.resources import files
     data = files("easee_tail") / "data"
     enums = json.loads((data / "enums.json").read_text(encoding="utf-8"))
     enums.pop("_about", None)

@@ -33,7 +33,6 @@ from easee_tail.errors import (
 )
 from easee_tail.tls import client_context, describe_tls_error
 
-DEFAULT_API_URL = "https://api.easee.com"
 STREAM_PATH = "/api/streams/amqp/v2"
 LOGIN_PATH = "/api/accounts/login"
 REFRESH_PATH = "/api/accounts/refresh_token"
@@ -61,6 +60,16 @@ class ConnectionDetails:
     def display_url(self) -> str:
         """The broker address as it may be shown: never with the password."""
         return self.url(password=None)
+
+    def fields(self, password: str, masked: bool) -> dict[str, object]:
+        """`easee-tail connection`: the details keyed as the Easee API keys them, and a URL
+        that --amqp-url takes (its password masked unless `masked` is False)."""
+        return {
+            "server": self.server, "port": self.port, "useSsl": self.use_ssl,
+            "virtualHost": self.virtual_host, "queueName": self.queue,
+            "exchangeName": self.exchange, "username": self.username, "password": password,
+            "url": self.url(self.password, masked=masked),
+        }
 
     def url(self, password: str | None, *, masked: bool = False) -> str:
         """An amqp(s) URL that parse_amqp_url reads back; `password` in it only if given,

@@ -3,14 +3,18 @@ programs (JSON, or tab-separated lines when piped, one observation a line, for g
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+import json
+from typing import TYPE_CHECKING
 
-from easee_tail.catalogue import ObservationType
+from easee_tail.catalogue import ObservationType, load
+from easee_tail.environment import Environment
+
+if TYPE_CHECKING:  # rich only for a terminal: piped, the listing starts fast
+    from rich.console import RenderableType
+    from rich.table import Table
 
 
-def as_json(entry: ObservationType) -> dict[str, object]:
+def as_json_entry(entry: ObservationType) -> dict[str, object]:
     return {
         "id": entry.id, "name": entry.name, "type": entry.type, "unit": entry.unit,
         "unit_inferred": entry.unit_inferred, "tags": list(entry.tags),
@@ -27,6 +31,7 @@ def as_line(entry: ObservationType) -> str:
 
 
 def table(entries: list[ObservationType]) -> Table:
+    from rich.table import Table
     view = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
     view.add_column("id", justify="right", no_wrap=True)
     view.add_column("name", no_wrap=True)
@@ -41,6 +46,9 @@ def table(entries: list[ObservationType]) -> Table:
 
 
 def detail(entry: ObservationType) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
     head = Text()
     head.append(f"{entry.id} {entry.name}", style="bold")
     head.append(f"  {entry.type or 'type not published'}")
@@ -61,3 +69,41 @@ def detail(entry: ObservationType) -> RenderableType:
                 listing.add_row(str(code), label)
             parts += [Text(title + ":", style="bold"), listing]
     return Group(*parts)
+
+
+def observations(ids: list[int], as_json: bool, everything: bool) -> None:
+    """`easee-tail observations`: the catalogue (the AMQP list, or `everything`), or the
+    entries `ids` names in full."""
+    table = load()
+    if ids:
+        entries = [entry for number in ids if (entry := table.get(number)) is not None]
+    else:
+        entries = [entry for entry in table if everything or entry.listed]
+    show(Environment.from_process(), entries, as_json, detailed=bool(ids))
+
+
+def show(env: Environment, entries: list[ObservationType], as_json: bool,
+         detailed: bool) -> None:
+    """JSON, entries in full, a table on a terminal, or a tab-separated line each when
+    piped (for grep and cut)."""
+    if as_json:
+        document = [as_json_entry(entry) for entry in entries]
+        env.stdout.write(json.dumps(document if not detailed or len(entries) > 1
+                                    else document[0], ensure_ascii=False, indent=2) + "\n")
+        return
+    if not detailed and not env.stdout_isatty:
+        env.stdout.write("".join(as_line(entry) + "\n" for entry in entries))
+        return
+    from rich.console import Console
+    out = Console(file=env.stdout, no_color=env.no_color, highlight=False, soft_wrap=False)
+    if not detailed:
+        out.print(table(entries))
+        return
+    with out.capture() as captured:  # piped text gets no padding at line ends
+        for number, entry in enumerate(entries):
+            if number:
+                out.print()
+            out.print(detail(entry))
+    text = captured.get()
+    env.stdout.write(text if env.stdout_isatty
+                     else "".join(line.rstrip() + "\n" for line in text.splitlines()))

@@ -9,6 +9,7 @@ is looked at with a passive declare.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from easee_tail.credentials import ConnectionDetails, EaseeApi, StreamCredentials
+from easee_tail.environment import Environment
 from easee_tail.errors import (
     CredentialsRejected,
     EaseeTailError,
@@ -263,3 +266,29 @@ def checklist_line(result: Result, wrap: bool = False) -> Text | Table:
     grid.add_row(Text(mark, style=f"bold {style}"), Text(result.check, style=name_style),
                  detail)
     return grid
+
+
+def check(env: Environment, target: Target, jsonl: bool, strict: bool,
+          clean: Callable[[Result], Result]) -> int:
+    """`easee-tail doctor`: each check as it completes (a checklist on a terminal, a JSON
+    line each with --jsonl), `clean` masking what it says; the exit code."""
+    out = Console(file=env.stdout, no_color=env.no_color, highlight=False, markup=False,
+                  soft_wrap=not env.stdout_isatty)
+
+    def report(result: Result) -> None:
+        result = clean(result)
+        if jsonl:
+            env.stdout.write(json.dumps(result.as_json()) + "\n")
+            env.stdout.flush()
+        else:
+            out.print(checklist_line(result, wrap=env.stdout_isatty))
+
+    if not jsonl:
+        credentials = target.credentials
+        checked = "direct AMQP URL" if isinstance(credentials, ConnectionDetails) \
+            else credentials.base_url if isinstance(credentials, EaseeApi) \
+            else credentials.api.base_url
+        out.print(f"easee-tail doctor: {visible(checked)}", style="bold")
+    checker = Doctor(target, report)
+    checker.run()
+    return checker.exit_code(strict)

@@ -6,6 +6,7 @@ Stages raise these where the problem is known; cli.py turns them into one stderr
 from __future__ import annotations
 
 from enum import IntEnum
+from urllib.parse import unquote, urlsplit
 
 
 class ExitCode(IntEnum):
@@ -139,3 +140,20 @@ class Redactor:
 
 # One per process: everything that leaves it (errors, --debug logs, tracebacks) passes here.
 SECRETS = Redactor()
+
+
+class Interrupted(BaseException):
+    """A signal that arrived while nothing was in hand (connecting, asking the API)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def url_password(url: str) -> str | None:
+    """The password in a URL (`amqps://user:secret@host`), to be masked wherever it shows."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None

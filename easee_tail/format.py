@@ -11,7 +11,7 @@ from itertools import pairwise
 
 import orjson
 
-from easee_tail.model import ErrorRecord, Observation, Record
+from easee_tail.model import ErrorRecord, Record
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
 from easee_tail.text import plural, visible
 
@@ -21,7 +21,12 @@ MAX_VALUE_WIDTH = 80
 def display_value(record: Record) -> str:
     if isinstance(record, ErrorRecord):
         return shorten(f"{shorten(record.raw, 40)}  ({record.error})")
-    value = record.value
+    return value_text(record.value, record.label, record.unit)
+
+
+def value_text(value: object, label: str | None, unit: str | None,
+               width: int = MAX_VALUE_WIDTH) -> str:
+    """A value for people: with its enum label, else its unit; shortened to `width`."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
@@ -34,11 +39,11 @@ def display_value(record: Record) -> str:
         text = str(value)
     else:
         text = compact_json(value)
-    if record.label is not None:
-        text = f"{text} {record.label}"
-    elif record.unit is not None:
-        text = f"{text} {record.unit}"
-    return shorten(text)
+    if label is not None:
+        text = f"{text} {label}"
+    elif unit is not None:
+        text = f"{text} {unit}"
+    return shorten(text, width)
 
 
 def display_latency(latency_ms: float | None) -> str:
@@ -201,9 +206,9 @@ def histogram_lines(counts: list[int], width: int = 80) -> list[str]:
                      f"{count / total:>6.1%}")
     return lines
 
-def display_state_value(record: Observation) -> str:
+def display_state_value(value: object, label: str | None, unit: str | None) -> str:
     """The short form for the state view: the label alone when there is one."""
-    return shorten(record.label if record.label is not None else display_value(record), 32)
+    return shorten(label, 32) if label is not None else value_text(value, None, unit, 32)
 
 
 _BARS = "▁▂▃▄▅▆▇█"

@@ -16,12 +16,12 @@ import click
 from click.shell_completion import CompletionItem
 
 from easee_tail import catalogue, profiles
-from easee_tail.credentials import DEFAULT_API_URL
+from easee_tail.defaults import DEFAULT_API_URL, DEFAULT_PREFETCH, HEARTBEAT
 from easee_tail.errors import SECRETS
 from easee_tail.filters import Condition, split_negated, split_values
 from easee_tail.model import RECORD_FIELDS
-from easee_tail.params import Duration, Moment
-from easee_tail.sinks.table import VIEWS
+from easee_tail.params import Duration, FiniteFloat, Moment
+from easee_tail.sinks import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
 from easee_tail.text import visible
 
@@ -379,3 +379,83 @@ def capture_options(observations: bool) -> Callable[[Callable[..., Any]], Callab
             function = option(function)
         return function
     return apply
+
+
+def _stream_offset(_ctx: click.Context, _param: click.Parameter, value: str | None
+                   ) -> str | int | None:
+    if value is None or value in ("first", "last", "next"):
+        return value
+    if value.isdecimal():
+        return int(value)
+    raise click.BadParameter("give first, last, next or an offset (a whole number)")
+
+
+_NO_RECONNECT_OPTION = click.option(
+    "--no-reconnect", is_flag=True,
+    help="Exit (code 12) when the connection is lost instead of reconnecting.")
+_MAX_RETRIES_OPTION = click.option(
+    "--max-retries", type=click.IntRange(min=0), metavar="N",
+    help="Give up (exit 12) after N reconnection attempts in a row [default: never].")
+
+
+def broker_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """How the tail consumes: prefetch, sharing, peeking, stream offset, reconnection."""
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--prefetch", type=click.IntRange(1, 65535), default=DEFAULT_PREFETCH,
+                     show_default=True,
+                     help="Unacknowledged messages the broker may send ahead."),
+        click.option("--allow-shared", is_flag=True,
+                     help="Consume even when other consumers are attached (they lose the "
+                          "messages easee-tail takes)."),
+        click.option("--peek", is_flag=True,
+                     help="Look without taking: every message goes back to the queue after it "
+                          "is shown (prefetch 1). Costs other consumers delay; see README."),
+        click.option("--stream-offset", metavar="first|last|next|N", callback=_stream_offset,
+                     help="For a stream queue: where to start reading (a consumer without it "
+                          "starts at the next new message, so what was waiting is not shown)."),
+        _NO_RECONNECT_OPTION, _MAX_RETRIES_OPTION,
+        click.option("--heartbeat", type=click.IntRange(1, 600), default=HEARTBEAT,
+                     show_default=True, metavar="SECONDS",
+                     help="AMQP heartbeat: a silent connection counts as lost after about this "
+                          "long plus a few seconds."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def simulate_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Where `simulate` publishes, and what."""
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--amqp-url", envvar="EASEE_AMQP_URL", metavar="URL", required=True,
+                     help="amqps://user:pass@host:port/vhost of the broker to publish to "
+                          "[env EASEE_AMQP_URL]."),
+        click.option("--queue", metavar="NAME",
+                     help="Deliver into this queue (through a private topic exchange bound "
+                          "to it)."),
+        click.option("--exchange", metavar="NAME",
+                     help="Publish to this existing exchange instead."),
+        click.option("--ca-file", envvar="EASEE_CA_FILE", metavar="PEM",
+                     type=click.Path(exists=True, dir_okay=False), help="Also trust this CA."),
+        click.option("--chargers", "charger_count", type=click.IntRange(1, 100_000),
+                     default=10, show_default=True, help="Chargers in the fleet."),
+        click.option("--rate", type=FiniteFloat(min=0, min_open=True, max=100_000),
+                     default=20.0, show_default=True, help="Messages per second."),
+        click.option("--delay-ms", type=(FiniteFloat(min=0), FiniteFloat(min=0)),
+                     default=(40.0, 400.0), show_default=True, metavar="MIN MAX",
+                     help="Charger-to-cloud delay range: Timestamp is that much before "
+                          "ArrivalTime."),
+        click.option("--seed", type=int, help="Seed for a repeatable fleet."),
+        click.option("--count", type=click.IntRange(min=1), metavar="N",
+                     help="Stop after N messages."),
+        click.option("--duration", type=Duration(),
+                     help="Stop after DURATION (90 = 90s, 5m, 1h30m)."),
+        click.option("--time-scale", type=FiniteFloat(min=0, min_open=True, max=100_000),
+                     default=1.0, metavar="N",
+                     help="Simulated time N times the clock's pace (timestamps then run ahead "
+                          "of the clock: latencies mean nothing).  [default: 1]"),
+        _NO_RECONNECT_OPTION, _MAX_RETRIES_OPTION,
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

@@ -20,7 +20,7 @@ from enum import Enum
 from types import FrameType
 
 from easee_tail.decode import failed_record
-from easee_tail.errors import EaseeTailError
+from easee_tail.errors import EaseeTailError, Interrupted
 from easee_tail.filters import Predicate
 from easee_tail.model import Delivery, Record
 from easee_tail.sinks import PartialFlush, PipeClosed, Sink
@@ -44,14 +44,6 @@ class Limits:
     duration: float | None = None  # stop after this many seconds of consuming
     idle: float | None = None  # stop after this many seconds without a message
     backlog: int | None = None  # stop once this many messages were handled (those waiting)
-
-
-class Interrupted(BaseException):
-    """A signal that arrived while nothing was in hand (connecting, asking the API)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 class StopRequest:

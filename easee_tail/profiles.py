@@ -17,6 +17,7 @@ tokens in the token cache.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import platformdirs
 
+from easee_tail.environment import Environment
 from easee_tail.errors import EaseeTailError, ExitCode
+from easee_tail.text import visible
 
 SECRETS = ("token", "password", "amqp-url")  # never in a file others may read
 
@@ -77,3 +80,31 @@ def choose(name: str | None, path: Path | None = None) -> Profile | None:
         known = ", ".join(sorted(profiles)) or "none"
         raise ProfileError(f"no profile {name!r} in {path} (profiles there: {known})")
     return profiles[name]
+
+
+def show(env: Environment, known: set[str], as_json: bool) -> None:
+    """`easee-tail profiles`: the file and its profiles, a key no command knows marked; a
+    file that cannot be read is shown with why, not failed on (this is where to look)."""
+    path = config_path()
+    try:
+        default, found = read(path)
+    except ProfileError as problem:
+        if as_json:
+            env.stdout.write(json.dumps({"path": str(path), "error": problem.message}) + "\n")
+        else:
+            env.stdout.write(f"{visible(str(path))}\n  cannot be used: "
+                             f"{visible(problem.message)}\n")
+        return
+    if as_json:
+        env.stdout.write(json.dumps({"path": str(path), "default": default, "profiles": {
+            name: dict(profile.values) for name, profile in found.items()}}, indent=2) + "\n")
+        return
+    env.stdout.write(f"{path}{'' if path.exists() else ' (does not exist yet)'}\n")
+    for name, profile in sorted(found.items()):
+        env.stdout.write(f"\n[profile.{visible(name)}]{'  (default)' if name == default else ''}\n")
+        for key, value in profile.values.items():
+            mark = "" if key in known else "   <- unknown key: using this profile fails"
+            env.stdout.write(f"  {visible(key)} = {visible(json.dumps(value, ensure_ascii=False))}"
+                             f"{mark}\n")
+    if not found:
+        env.stdout.write("no profiles; see README (Profiles) for the format\n")

@@ -1,8 +1,11 @@
-"""The fleet as it is now: per charger, the latest record of each observation that arrived.
+"""The fleet as it is now: per charger, the latest value of each observation that arrived.
 
 A sink like the others, fed the same records as the stream table, so the state view can be
 shown (or switched to) at any moment. Clocks are read once a batch, in `flush`, not per
 message. The groups the state view shows are data (data/state_view.json), not code.
+
+Only what the view draws is kept (name, value, label, unit, a short history of telemetry in
+a compact array), never whole records: a fleet of 10,000 chargers fits in tens of MB.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 
 from easee_tail.catalogue import Catalogue
+from easee_tail.format import value_text
 from easee_tail.model import Observation, Record
 
 HISTORY = 16  # telemetry values kept per observation for its sparkline
@@ -29,11 +33,14 @@ class Group:
 
 @dataclass(slots=True)
 class Latest:
-    """The newest record of one observation of one charger, and when its value last changed."""
+    """The newest value of one observation of one charger, and when it last changed."""
 
-    record: Observation
+    name: str
+    value: object
+    label: str | None
+    unit: str | None
     changed: float = 0.0  # monotonic; 0 until a second, different value arrives
-    history: deque[float] | None = None  # telemetry only
+    history: array[float] | None = None  # telemetry only: the last HISTORY values, oldest first
 
 
 @dataclass(slots=True)
@@ -66,20 +73,25 @@ class FleetState:
             charger.errors += 1
             return
         key: int | str = record.id if record.id is not None else record.kind
+        value = record.value
+        if isinstance(value, dict | list):  # a session's JSON: kept as the text shown
+            value = value_text(value, None, None, 32)
         latest = charger.latest.get(key)
         if latest is None:
-            latest = charger.latest[key] = Latest(record)
+            latest = charger.latest[key] = Latest(record.name, value, record.label, record.unit)
             if record.id in self._telemetry:
-                latest.history = deque(maxlen=HISTORY)
+                latest.history = array("f")
         else:
-            if latest.record.value != record.value:
+            if latest.value != value:
                 self._changed.append(latest)
-            latest.record = record
-        value = record.value
-        if latest.history is not None and (
+            latest.value, latest.label, latest.unit = value, record.label, record.unit
+        history = latest.history
+        if history is not None and (
                 (type(value) is float and math.isfinite(value))
                 or (type(value) is int and -_PLOTTABLE < value < _PLOTTABLE)):
-            latest.history.append(float(value))
+            if len(history) == HISTORY:
+                del history[0]
+            history.append(value)
 
     def flush(self) -> None:
         if not self._heard:

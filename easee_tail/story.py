@@ -21,7 +21,7 @@ from functools import cache
 from importlib.resources import files
 
 from easee_tail.catalogue import Catalogue
-from easee_tail.format import display_value, span
+from easee_tail.format import display_value, span, value_text
 from easee_tail.model import Observation, Record
 from easee_tail.text import plural, visible
 from easee_tail.times import parse_time
@@ -108,7 +108,8 @@ class Story:
 
     def __init__(self, data: StoryData) -> None:
         self._data = data
-        self._last: dict[int, tuple[object, str, datetime]] = {}  # id: (value, shown, since)
+        # id: (value, label, unit, since as epoch seconds): small, a fleet keeps many
+        self._last: dict[int, tuple[object, str | None, str | None, float]] = {}
         self._power: tuple[float, datetime] | None = None  # the last reading and its time
         self._energy = 0.0  # kWh since the op mode last changed
         self._peak: float | None = None
@@ -126,25 +127,24 @@ class Story:
         if record.id not in data.states:
             return None
         value = record.value
-        previous = self._last.get(record.id)
-        if previous is not None and record.id not in data.sessions and previous[0] == value:
+        event = record.id in data.sessions
+        previous = None if event else self._last.get(record.id)
+        if previous is not None and previous[0] == value:
             return None
-        shown = session_text(record, data) if record.id in data.sessions \
-            else display_value(record) or "(empty)"
-        self._last[record.id] = (value, shown, at)
+        shown = session_text(record, data) if event else display_value(record) or "(empty)"
+        if not event:  # an event replaces nothing: not kept
+            self._last[record.id] = (value, record.label, record.unit, at.timestamp())
         energy = peak = None
         if record.id == data.mode:
             self._add_power(None, at)
             if previous is not None and (self._energy or self._peak):
                 energy, peak = round(self._energy, 4), self._peak
             self._energy, self._peak = 0.0, None
-        event = record.id in data.sessions
-        if event:  # nothing it replaced
-            previous = None
+        before = None if previous is None else \
+            value_text(previous[0], previous[1], previous[2]) or "(empty)"
         return Change(
-            record.charger, at, record.id, record.name, value, record.label, shown,
-            None if previous is None else previous[1],
-            None if previous is None else (at - previous[2]).total_seconds(), energy, peak,
+            record.charger, at, record.id, record.name, value, record.label, shown, before,
+            None if previous is None else at.timestamp() - previous[3], energy, peak,
             event, record.arrival, record.received)
 
     def _add_power(self, reading: object, at: datetime) -> None:

@@ -17,13 +17,14 @@ from easee_tail.errors import (
     ApiUnavailable,
     BrokerClosed,
     BrokerLoginRefused,
+    Interrupted,
     QueueNotFound,
     TlsFailure,
     TlsHandshakeFailed,
     Unreachable,
 )
 from easee_tail.model import Delivery, ErrorRecord, Observation, Record
-from easee_tail.pipeline import Ending, Interrupted, Limits, StopRequest, run
+from easee_tail.pipeline import Ending, Limits, StopRequest, run
 from easee_tail.sinks import PartialFlush, PipeClosed
 from easee_tail.sinks.jsonl import JsonlSink
 from easee_tail.source import Source

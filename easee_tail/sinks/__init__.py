@@ -12,6 +12,8 @@ from typing import Protocol
 
 from easee_tail.model import Record
 
+VIEWS = ("stream", "state", "timeline")  # the table's views, in the order `v` goes through
+
 
 class Sink(Protocol):
     def write(self, record: Record) -> None: ...

@@ -78,7 +78,7 @@ def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
                 items.append((label, latest))
         if items:
             lines.append(_group_line(group.name, items, now))
-    others = [(latest.record.name, latest)
+    others = [(latest.name, latest)
               for key, latest in sorted(charger.latest.items(), key=_by_id_then_kind)
               if key not in grouped]
     if others:
@@ -99,7 +99,8 @@ def _group_line(name: str, items: list[tuple[str, Latest]], now: float) -> Text:
             line.append(" · ", style="dim")
         line.append(f"{label} ", style="dim")
         fresh = latest.changed and now - latest.changed < HIGHLIGHT
-        line.append(display_state_value(latest.record), style="reverse" if fresh else "bold")
+        line.append(display_state_value(latest.value, latest.label, latest.unit),
+                    style="reverse" if fresh else "bold")
         if latest.history is not None:
             bars = sparkline(latest.history)
             if bars:

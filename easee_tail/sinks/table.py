@@ -30,6 +30,7 @@ from easee_tail.format import (
     latency_style,
 )
 from easee_tail.model import ErrorRecord, Record
+from easee_tail.sinks import VIEWS
 from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
@@ -38,7 +39,6 @@ from easee_tail.story import LiveStory, was
 from easee_tail.text import plural, visible
 
 REDRAWS_PER_SECOND = 5
-VIEWS = ("stream", "state", "timeline")
 SWITCH_KEY = "v"
 # State view scrolling, a charger at a time: j/k as in less and vi, and the arrow keys.
 DOWN_KEYS = ("j", "\x1b[B", "\x1bOB")

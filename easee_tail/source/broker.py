@@ -6,6 +6,7 @@ Manual acknowledgement only; the consumer loop acks through a tag once the sinks
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 import time
@@ -18,6 +19,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from easee_tail.credentials import ConnectionDetails
+from easee_tail.defaults import DEFAULT_PREFETCH, HEARTBEAT
 from easee_tail.errors import (
     BrokerClosed,
     BrokerLoginRefused,
@@ -35,9 +37,13 @@ from easee_tail.source import IDLE_TICK
 from easee_tail.text import plural
 from easee_tail.tls import client_context, describe_tls_error
 
-HEARTBEAT = 30  # seconds
+# pika logs connection trouble itself; easee-tail reports it once, its own way, without
+# pika's details (--debug turns pika's log on).
+_PIKA_LOG = logging.getLogger("pika")
+_PIKA_LOG.addHandler(logging.NullHandler())
+_PIKA_LOG.propagate = False
+
 BLOCKED_TIMEOUT = 300  # seconds pika waits on a connection the broker blocked
-DEFAULT_PREFETCH = 1000
 PEEK_MEMORY = 100_000  # --peek: messages remembered as shown, so that a bounce is not shown
 PEEK_BOUNCE_PAUSE = 0.005  # seconds: a message that came back to us is left to the others
 RESOURCE_LOCKED = 405  # AMQP reply code: an exclusive queue of another connection

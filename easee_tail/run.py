@@ -1,0 +1,246 @@
+"""One run of the pipeline, assembled from a typed spec: where records come from (a
+source), what becomes of them (filters, then the table or JSON lines or template lines, a
+--save copy, statistics), and when the run ends. The commands that stream (tail, demo,
+replay) build a RunSpec from their options and call `consume`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import click
+
+from easee_tail import catalogue
+from easee_tail.decode import decode
+from easee_tail.errors import EaseeTailError, ExitCode, Interrupted
+from easee_tail.filters import (
+    TIME_FIELDS,
+    Condition,
+    FilterSpec,
+    build_filter,
+    could_be_serial,
+    split_negated,
+)
+from easee_tail.format import summary
+from easee_tail.keys import Keys
+from easee_tail.model import Delivery, Record
+from easee_tail.pipeline import Ending, Limits, run
+from easee_tail.reporter import Reporter
+from easee_tail.sinks import Sink
+from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
+from easee_tail.sinks.template import Template
+from easee_tail.source import Source
+from easee_tail.state import FleetState, groups
+from easee_tail.stats import FilterNotice, Stats, StatsLines, Tally
+from easee_tail.story import LiveStory, story_data
+
+# SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
+# went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
+SIGNAL_EXIT: dict[int, ExitCode] = {
+    signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED,
+    signal.SIGHUP: ExitCode.HANGUP, signal.SIGPIPE: ExitCode.OK,
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """What is shown, and where a copy goes."""
+
+    jsonl: bool = False
+    line_format: Template | str | None = None  # a template, or "jsonl"
+    save_path: str | None = None
+    fsync: bool = False
+    stats_interval: float | None = None
+    view: str = "stream"
+    time_column: str = "received"
+    silent_after: float = 300.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which records are shown (the filters)."""
+
+    chargers: tuple[str, ...] = ()
+    observations: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # (wanted, excluded)
+    tags: tuple[str, ...] = ()
+    where: tuple[Condition, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    time_field: str = "device"
+
+
+@dataclass(frozen=True)
+class Ends:
+    """When the run ends, besides a signal or the source's end."""
+
+    count: int | None = None
+    duration: float | None = None
+    idle_timeout: float | None = None
+    exit_at_end: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    output: Output
+    selection: Selection
+    ends: Ends
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> RunSpec:
+        """The spec from a command's output options, which are removed from `options`
+        (what is left is the command's own)."""
+        def pick(kind: Any) -> Any:
+            return kind(**{field.name: _frozen(options.pop(field.name))
+                           for field in fields(kind) if field.name in options})
+
+        return cls(pick(Output), pick(Selection), pick(Ends))
+
+
+def _frozen(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def consume(
+    reporter: Reporter, spec: RunSpec, open_source: Callable[[], tuple[Source, int | None]],
+    decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
+    removes: bool = False,
+) -> None:
+    """Run the pipeline as `spec` says, on the source `open_source` opens (with the number
+    of messages waiting, if it knows); `removes`: what it acknowledges leaves a real queue."""
+    env = reporter.env
+    out, selection, ends = spec.output, spec.selection, spec.ends
+    jsonl, line_format, save_path, fsync = out.jsonl, out.line_format, out.save_path, out.fsync
+    stats_interval, view, time_column = out.stats_interval, out.view, out.time_column
+    chargers, observations, tags, where = (selection.chargers, selection.observations,
+                                           selection.tags, selection.where)
+    since, until, time_field = selection.since, selection.until, selection.time_field
+    count, duration, idle_timeout = ends.count, ends.duration, ends.idle_timeout
+    if fsync and not save_path:
+        raise click.UsageError("--fsync goes with --save")
+    reporter.stop.install()
+    if until is not None and live:  # a live stream also ends when the clock gets there
+        left = (until - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            raise click.BadParameter("is in the past: a live stream would end at once",
+                                     param_hint="--until")
+        duration = left if duration is None else min(duration, left)
+    wanted, unwanted = split_negated(chargers)
+    wanted_tags, unwanted_tags = split_negated(tags)
+    filters = FilterSpec(
+        tuple(wanted), tuple(unwanted), observations[0], observations[1],
+        tuple(wanted_tags), tuple(unwanted_tags), tuple(where), since, until,
+        TIME_FIELDS[time_field])
+    keep = build_filter((), (), filters)
+    table = catalogue.load()
+    for serial in [*wanted, *unwanted]:
+        if not could_be_serial(serial):
+            reporter.warn(f"--charger {serial!r} cannot be an Easee serial (two letters, then "
+                      "six letters or digits, like EH123456): it matches no charger")
+    tally = Tally(filters.describe(table.get), removes) if keep is not None else None
+    sinks: list[Sink] = []
+    source: Source | None = None
+    stats: Stats | None = None
+    failure: EaseeTailError | None = None
+    ending = Ending.SOURCE_ENDED
+    cut_short = False  # a signal that could not wait for the batch (a blocked write)
+    started = time.monotonic()
+    encoder = LineEncoder()
+    keys: Keys | None = None
+    try:
+        if save_path:
+            sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
+        source, backlog = open_source()
+        if tally is not None and removes:
+            reporter.info(f"filters on ({tally.filters}): messages that do not match are "
+                      "acknowledged, so they leave the queue unseen (--peek leaves them)")
+        jsonl = jsonl or line_format == "jsonl"
+        template = line_format if isinstance(line_format, Template) else None
+        show_table = not jsonl and template is None and env.stdout_isatty
+        if show_table or env.stderr_isatty or stats_interval:
+            stats = Stats(tally)
+            sinks.append(stats)
+        if tally is not None and not show_table:
+            sinks.append(FilterNotice(tally, reporter.info))
+        if stats_interval and not show_table:
+            assert stats is not None
+            sinks.append(StatsLines(stats, env.stderr, stats_interval))
+        if show_table:
+            from rich.console import Console  # only for a table
+
+            from easee_tail.sinks.table import StateOptions, TableSink
+            assert stats is not None
+            keys = Keys.open(env.stdin) if env.stdin_isatty else None
+            state = None
+            if view == "state" or keys is not None:  # else it could never be shown
+                fleet = FleetState(table)
+                sinks.append(fleet)
+                state = StateOptions(fleet, groups(table), out.silent_after)
+            live_story = None
+            if view == "timeline" or keys is not None:
+                live_story = LiveStory(story_data(table))
+                sinks.append(live_story)
+            console = Console(file=env.stdout, no_color=env.no_color)
+            reporter.table = TableSink(console, stats, source, state, view=view,
+                                   keys=keys.read if keys else None, backlog=backlog,
+                                   story=live_story, time_field=TIME_FIELDS[time_column])
+            sinks.append(reporter.table)
+        else:
+            env.stdout_bytes.flush()  # the sink writes to the descriptor itself
+            sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
+                                   encoder=template or encoder, give_up=reporter.stop.overdue))
+        started = time.monotonic()
+        ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
+                     Limits(count, duration, idle_timeout,
+                            backlog if ends.exit_at_end else None), reporter.stop, tally)
+    except Interrupted as interrupted:
+        ending, reporter.stop.signum = Ending.SIGNAL, interrupted.signum
+        cut_short = True
+    except EaseeTailError as problem:
+        failure = problem
+    finally:
+        # The terminal first (the table's cursor and screen, then the keys' modes), with
+        # signals only noted meanwhile: a second Ctrl-C must not leave it without echo.
+        reporter.stop.deferring = True
+        try:
+            _close_sinks(reporter, sinks)  # the table stops before any error line
+        finally:
+            if keys is not None:
+                keys.close()
+            reporter.stop.deferring = False
+            if source is not None:
+                source.close()
+    if failure is not None:
+        reporter.fail(failure.message, failure.exit_code)
+    if ending is Ending.PIPE_CLOSED or reporter.stop.signum == signal.SIGPIPE or cut_short:
+        silence_stdout()  # what a blocked write left in Python's buffer was never acked
+    if stats is not None and env.stderr_isatty:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            reporter.stderr.print(summary(stats, time.monotonic() - started,
+                                          reporter.stderr.size.width), style="dim")
+    if ending is Ending.SIGNAL and reporter.stop.signum is not None:
+        sys.exit(SIGNAL_EXIT.get(reporter.stop.signum, ExitCode.INTERRUPTED))
+
+
+def _close_sinks(reporter: Reporter, sinks: list[Sink]) -> None:
+    reporter.table = None
+    while sinks:
+        with contextlib.suppress(OSError, EaseeTailError):
+            sinks.pop().close()
+
+
+def silence_stdout() -> None:
+    """After `| head` closed the pipe, keep Python's exit-time flush from complaining."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
