@@ -25,10 +25,14 @@ from statistics import median
 import pika
 
 from bench.measure import (
+    FleetView,
     Run,
+    fleet_capture,
+    fleet_redraws,
     latency_run,
     pipeline_alone,
     run_consumer,
+    startup_ratios,
 )
 from easee_tail.fleet import Fleet, WireMessage
 from tests.harness.certs import make_certificates
@@ -36,6 +40,7 @@ from tests.harness.rabbit import RabbitBroker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLE_SIZE = (120, 40)  # columns, rows of the pseudo-terminal for the table row
+REDRAWS = 5  # the table's most redraws a second
 
 
 @dataclass
@@ -59,8 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="steady publishing rate for the latency row (default 1000 msg/s)")
     parser.add_argument("--latency-seconds", type=float, default=10.0,
                         help="how long the latency row publishes (default 10 s)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of rows 1-4 and 8; each ratio is the median (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of rows 1-4 and 8; each ratio is the median "
+                             "(default 5)")
+    parser.add_argument("--fleet-chargers", type=int, default=10_000,
+                        help="chargers in row 10's fleet (default 10,000)")
+    parser.add_argument("--fleet-minutes", type=float, default=60.0,
+                        help="minutes of that fleet, a reading a minute per charger "
+                             "(default 60)")
+    parser.add_argument("--startup-runs", type=int, default=15,
+                        help="spawns of each command in row 9; the median counts (default 15)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="directory for the JSON result (default bench/results)")
     args = parser.parse_args(argv)
@@ -155,27 +168,46 @@ def measure_all(
     say(f"7 added latency at {args.latency_rate:,.0f} msg/s for {args.latency_seconds:.0f} s …")
     latency = latency_run(broker, easee_tail, url, ca, args.latency_rate, args.latency_seconds)
 
+    say(f"9 start-up against `python -c 'import click'`, {args.startup_runs} spawns each …")
+    floor, startups = startup_ratios(easee_tail, args.startup_runs)
+
+    capture = work / "fleet.jsonl"
+    say(f"10 a fleet of {args.fleet_chargers:,} chargers, {args.fleet_minutes:g} minutes: "
+        "simulating …")
+    lines = fleet_capture(capture, args.fleet_chargers, args.fleet_minutes)
+    replay = [easee_tail, "replay", str(capture), "--speed", "1e9"]
+    say(f"10 … {lines:,} records replayed into the table, then the state view …")
+    fleet_table = run_consumer(replay, lines, terminal=TABLE_SIZE)
+    fleet_state = run_consumer([*replay, "--view", "state"], lines, terminal=TABLE_SIZE)
+    say("10 … and each view's redraw timed …")
+    fleet = fleet_redraws(capture)
+    capture.unlink()
+
     base = median([runs["baseline"].rate(count) for runs in rounds])
     last = rounds[-1]
     rows = [
         Row(1, "baseline: raw pika consumer, TLS, prefetch 1000, ack every 100",
             base, 1.0, detail=seconds_detail(rounds, "baseline")),
-        throughput_row(2, "easee-tail --jsonl > /dev/null", rounds, "jsonl", count, 0.8),
+        throughput_row(2, "easee-tail --jsonl > /dev/null", rounds, "jsonl", count, 0.90),
         throughput_row(3, "easee-tail --jsonl --save FILE > /dev/null", rounds, "save", count,
-                       0.75, extra=f", {min(saved_lines):,} lines saved"),
-        throughput_row(4, f"easee-tail table, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", rounds,
-                       "table", count, 0.7,
-                       extra=f", {last['table'].redraws_per_second:.1f} redraws/s"),
+                       0.85, extra=f", {min(saved_lines):,} lines saved"),
+        redraw_bound(throughput_row(
+            4, f"easee-tail table, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", rounds, "table",
+            count, 0.85, extra=f", {last['table'].redraws_per_second:.1f} redraws/s"),
+            rounds, "table"),
         Row(5, "pipeline alone: decode, filter, JSON (no broker)", alone,
-            alone / 100_000, ">= 100,000 msg/s", alone >= 100_000),
+            alone / 200_000, ">= 200,000 msg/s", alone >= 200_000),
         rss_row(rss_jsonl, rss_table, args.rss_messages),
         Row(7, f"added latency at {args.latency_rate:,.0f} msg/s, delivery to flushed line",
             None, None, "p99 < 2 ms", latency.p99 < 2.0,
             f"p50 {latency.p50:.2f} ms, p99 {latency.p99:.2f} ms, max {latency.maximum:.2f} ms "
             f"over {latency.lines:,} lines"),
-        throughput_row(8, f"easee-tail --view state, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal",
-                       rounds, "state", count, 0.7,
-                       extra=f", {last['state'].redraws_per_second:.1f} redraws/s"),
+        redraw_bound(throughput_row(
+            8, f"easee-tail --view state, {TABLE_SIZE[0]}x{TABLE_SIZE[1]} terminal", rounds,
+            "state", count, 0.85, extra=f", {last['state'].redraws_per_second:.1f} redraws/s"),
+            rounds, "state"),
+        startup_row(floor, startups),
+        fleet_row(fleet, fleet_table, fleet_state, args.fleet_minutes),
     ]
     if min(saved_lines) != count:
         rows[2].met = False
@@ -192,6 +224,34 @@ def throughput_row(
     rate = median([runs[row].rate(count) for runs in rounds])
     return Row(number, name, rate, ratio, f">= {target:.2f}x", ratio >= target,
                seconds_detail(rounds, row) + extra)
+
+
+def redraw_bound(row: Row, rounds: list[dict[str, Run]], name: str) -> Row:
+    """A table row also needs at most REDRAWS redraws a second, in every round."""
+    fastest = max(runs[name].redraws_per_second for runs in rounds)
+    if fastest > REDRAWS + 0.5:  # a frame's start and end may fall in one second
+        row.met = False
+        row.detail += f" (over {REDRAWS} redraws/s: {fastest:.1f})"
+    row.target += f", <= {REDRAWS} redraws/s"
+    return row
+
+
+def startup_row(floor: float, startups: dict[str, float]) -> Row:
+    worst = max(startups.values()) / floor
+    return Row(9, "start-up: --version, --help, completion, observations", None, worst,
+               "<= 2.5x import click", worst <= 2.5,
+               f"import click {floor * 1000:.0f} ms; " + ", ".join(
+                   f"{name} {seconds * 1000:.0f} ms" for name, seconds in startups.items()))
+
+
+def fleet_row(fleet: FleetView, table: Run, state: Run, minutes: float) -> Row:
+    peak = max(table.peak_rss_mb, state.peak_rss_mb)
+    slowest = max(fleet.redraw_ms.values())
+    return Row(10, f"a fleet of {fleet.chargers:,} chargers, {minutes:g} min "
+                   f"({fleet.records:,} records): table / state view", None, None,
+               "RSS < 150 MB, redraw < 20 ms", peak < 150 and slowest < 20,
+               f"peak RSS {table.peak_rss_mb:.1f} / {state.peak_rss_mb:.1f} MB; redraw "
+               + ", ".join(f"{view} {ms:.1f} ms" for view, ms in fleet.redraw_ms.items()))
 
 
 def seconds_detail(rounds: list[dict[str, Run]], row: str) -> str:

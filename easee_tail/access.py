@@ -12,22 +12,17 @@ import ipaddress
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
-from easee_tail.credentials import (
-    ConnectionDetails,
-    EaseeApi,
-    Login,
-    StreamCredentials,
-    mask_url,
-    parse_amqp_url,
-)
+from easee_tail.details import ConnectionDetails, mask_url, parse_amqp_url
 from easee_tail.errors import MissingPassword, url_password
 from easee_tail.reporter import Reporter
-from easee_tail.token_cache import TokenCache
+
+if TYPE_CHECKING:  # the HTTP client only when the API is asked (not for --amqp-url)
+    from easee_tail.credentials import EaseeApi, StreamCredentials
 
 
 class Access:
@@ -95,6 +90,8 @@ class Access:
                 "or --amqp-url with --queue; `easee-tail demo` runs without an account")
         if password and not username:
             raise click.UsageError("--password goes with --username")
+        from easee_tail.credentials import Login, StreamCredentials
+        from easee_tail.token_cache import TokenCache
         api = self.api(api_url, ca_file, insecure)
         login = None
         if username:
@@ -113,6 +110,7 @@ class Access:
         if parts.scheme == "http" and not loopback(parts.hostname):
             self.reporter.warn(f"--api-url {mask_url(api_url)} is plain http: the token and the login "
                       "password travel unencrypted, readable on the network")
+        from easee_tail.credentials import EaseeApi
         return EaseeApi(api_url, ca_file=ca_file, insecure=insecure, wait=self._wait_for_api)
 
     def _wait_for_api(self, seconds: float, why: str) -> None:

@@ -9,6 +9,7 @@ tags, unit, the roles that may see it). An entry of the wider list carries the t
 
 from __future__ import annotations
 
+import builtins
 import csv
 import json
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,8 @@ from functools import cache
 
 VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
 UNLISTED = "unlisted"  # the tag of an entry from the wider list
+_PYTHON_TYPES: dict[str, type[object]] = {
+    "Double": float, "Integer": int, "Boolean": bool, "String": str}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +34,20 @@ class ObservationType:
     labels: Mapping[int, str] = field(default_factory=dict)
     flags: Mapping[int, str] = field(default_factory=dict)
     roles: tuple[str, ...] = ()  # who may see it, where the list says (wider list only)
+    # decode's straight line: the Python type a plain value of it has (None: never)
+    fast: builtins.type[object] | None = field(default=None, init=False)
+    labelled: bool = field(default=False, init=False)  # it has enum labels or flag names
 
     @property
     def carries_json(self) -> bool:
         return "json" in self.tags
+
+    def __post_init__(self) -> None:
+        # decode's straight line reads it: a plain scalar taken as it comes (not JSON text
+        # to parse, not 108's reversed token, a type Easee publishes)
+        object.__setattr__(self, "fast", _PYTHON_TYPES.get(self.type) if (
+            not self.carries_json and self.id != 108) else None)
+        object.__setattr__(self, "labelled", bool(self.labels or self.flags))
 
     @property
     def listed(self) -> bool:
@@ -79,6 +92,7 @@ class Catalogue:
     def __init__(self, entries: list[ObservationType]) -> None:
         self._by_id = {entry.id: entry for entry in entries}
         self._by_name = {entry.name.lower(): entry for entry in entries}
+        self._by_text = {str(entry.id): entry for entry in entries}
 
     def __iter__(self) -> Iterator[ObservationType]:
         return iter(sorted(self._by_id.values(), key=lambda entry: entry.id))
@@ -88,6 +102,10 @@ class Catalogue:
 
     def get(self, observation_id: int) -> ObservationType | None:
         return self._by_id.get(observation_id)
+
+    def by_route(self, text: str) -> ObservationType | None:
+        """The entry for an id as a routing key writes it (`109`): decode's fast path."""
+        return self._by_text.get(text)
 
     def resolve(self, text: str) -> int:
         """An observation id from a user's id or name (case-insensitive), either list."""

@@ -13,24 +13,23 @@ from typing import Any
 
 import click
 
-from easee_tail import analyse, doctor, profiles, simulate
 from easee_tail.access import Access
-from easee_tail.credentials import ConnectionDetails, EaseeApi, StreamCredentials, parse_amqp_url
+from easee_tail.details import ConnectionDetails, parse_amqp_url
 from easee_tail.environment import Environment
 from easee_tail.errors import EaseeTailError, Redactor, url_password
-from easee_tail.fleet import Fleet
 from easee_tail.reporter import Reporter
 from easee_tail.run import RunSpec, consume
 from easee_tail.source import Source
-from easee_tail.source.broker import BrokerSource, connect
-from easee_tail.source.demo import DemoSource
-from easee_tail.source.reconnect import Backoff, ReconnectingSource
-from easee_tail.source.replay import ReplaySource, open_files
+from easee_tail.source.reconnect import Backoff
 from easee_tail.text import plural, visible
-from easee_tail.token_cache import TokenCache
+
+# Each command imports the rest of what it needs itself: a run with --amqp-url loads no
+# HTTP client, the tail no rich unless it draws a table, and only doctor the checks.
 
 
 def tail(ctx: click.Context, options: dict[str, Any]) -> None:
+    from easee_tail.source.broker import BrokerSource
+    from easee_tail.source.reconnect import ReconnectingSource
     reporter = Reporter(Environment.from_process())
     access = Access(reporter)
     access.check_password_source(ctx, options)
@@ -87,6 +86,8 @@ def demo(ctx: click.Context, charger_count: int, rate: float, seed: int | None,
          time_scale: float, options: dict[str, Any]) -> None:
     if options["exit_at_end"]:
         raise click.UsageError("--exit-at-end needs a queue: the demo has no backlog to end")
+    from easee_tail.fleet import Fleet
+    from easee_tail.source.demo import DemoSource
     reporter = Reporter(Environment.from_process())
     if options["chargers"] and \
             ctx.get_parameter_source("chargers") is click.core.ParameterSource.DEFAULT_MAP:
@@ -98,6 +99,7 @@ def demo(ctx: click.Context, charger_count: int, rate: float, seed: int | None,
 
 
 def replay(paths: tuple[str, ...], speed: float | None, options: dict[str, Any]) -> None:
+    from easee_tail.source.replay import ReplaySource, open_files
     env = Environment.from_process()
     reporter = Reporter(env)
     if not paths:
@@ -120,6 +122,7 @@ def _capture_paths(env: Environment, paths: tuple[str, ...]) -> tuple[str, ...]:
 def timeline(paths: tuple[str, ...], chargers: tuple[str, ...],
              observations: tuple[tuple[int, ...], tuple[int, ...]], since: datetime | None,
              until: datetime | None, time_field: str, as_json: bool) -> None:
+    from easee_tail import analyse
     reporter = Reporter(Environment.from_process())
     wanted, unwanted = observations
     listed = [number for number in (wanted or sorted(analyse.story_ids()))
@@ -131,6 +134,7 @@ def timeline(paths: tuple[str, ...], chargers: tuple[str, ...],
 
 def sessions(paths: tuple[str, ...], chargers: tuple[str, ...], since: datetime | None,
              until: datetime | None, as_json: bool) -> None:
+    from easee_tail import analyse
     reporter = Reporter(Environment.from_process())
     analyse.charging_sessions(reporter.env, analyse.Reading(
         _capture_paths(reporter.env, paths), chargers, since, until, as_json=as_json),
@@ -161,6 +165,8 @@ def connection(ctx: click.Context, as_json: bool, show_secrets: bool,
 
 def doctor_check(ctx: click.Context, jsonl: bool, strict: bool,
                  options: dict[str, Any]) -> None:
+    from easee_tail import doctor
+    from easee_tail.credentials import EaseeApi, StreamCredentials
     reporter = Reporter(Environment.from_process())
     access = Access(reporter)
     access.check_password_source(ctx, options)
@@ -177,10 +183,12 @@ def doctor_check(ctx: click.Context, jsonl: bool, strict: bool,
 
 
 def show_profiles(as_json: bool, known: set[str]) -> None:
+    from easee_tail import profiles
     profiles.show(Environment.from_process(), known, as_json)
 
 
 def logout(username: str | None) -> None:
+    from easee_tail.token_cache import TokenCache
     reporter = Reporter(Environment.from_process())
     cache = TokenCache(warn=reporter.warn)
     try:
@@ -197,6 +205,9 @@ def publish(amqp_url: str, queue: str | None, exchange: str | None, ca_file: str
             count: int | None, duration: float | None, time_scale: float, no_reconnect: bool,
             max_retries: int | None) -> None:
     """`easee-tail simulate`."""
+    from easee_tail import simulate
+    from easee_tail.fleet import Fleet
+    from easee_tail.source.broker import connect
     if (queue is None) == (exchange is None):
         raise click.UsageError("give --queue or --exchange (one of them)")
     if delay_ms[0] > delay_ms[1]:

@@ -49,6 +49,51 @@ class _Unreadable(Exception):
 
 
 def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
+    """The record a delivery makes: the usual message in a straight line, everything else
+    (and anything odd about the usual) on the careful path, which notes what it tolerated."""
+    return _usual(delivery, catalogue) or _decode_carefully(delivery, catalogue)
+
+
+def _usual(delivery: Delivery, catalogue: Catalogue) -> Observation | None:
+    """`<serial>.O.<id>` of a catalogued id, a body of just Timestamp and Value, the value of
+    the catalogue's type, both times ISO in UTC, a latency that is not negative: what nearly
+    every message is. None for anything else (the careful path then reads it)."""
+    routing_key = delivery.routing_key
+    parts = routing_key.split(".")
+    if len(parts) != 3 or parts[1] != "O":
+        return None
+    entry = catalogue.by_route(parts[2])
+    if entry is None or entry.fast is None:
+        return None
+    try:
+        body = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(body) is not dict or len(body) != 2:
+        return None
+    value, stamp = body.get("Value", _MISSING), body.get("Timestamp")
+    headers = delivery.headers
+    sent = headers.get("ArrivalTime") if headers else None
+    if type(value) is not entry.fast or type(stamp) is not str or type(sent) is not str \
+            or (type(value) is float and value - value != 0.0):  # NaN or an infinity
+        return None
+    try:
+        timestamp, arrival = datetime.fromisoformat(stamp), datetime.fromisoformat(sent)
+    except ValueError:
+        return None
+    if timestamp.tzinfo is not UTC or arrival.tzinfo is not UTC:
+        return None
+    received = _received_time(delivery.received)
+    latency_ms = round((received - arrival).total_seconds() * 1000, 3)
+    if latency_ms < 0:
+        return None
+    return Observation(
+        "observation", parts[0] or None, entry.id, entry.name, value, entry.unit,
+        entry.label(value) if entry.labelled else None, entry.type, entry.tags, timestamp,
+        arrival, received, latency_ms, routing_key, delivery.redelivered, None, [])
+
+
+def _decode_carefully(delivery: Delivery, catalogue: Catalogue) -> Record:
     received = _received_time(delivery.received)
     headers = delivery.headers
     arrival = parse_time(_arrival_header(headers)) if headers else None

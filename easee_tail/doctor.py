@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from easee_tail.credentials import ConnectionDetails, EaseeApi, StreamCredentials
+from easee_tail.credentials import EaseeApi, StreamCredentials
+from easee_tail.details import ConnectionDetails
 from easee_tail.environment import Environment
 from easee_tail.errors import (
     CredentialsRejected,

@@ -18,12 +18,9 @@ tokens in the token cache.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import platformdirs
 
 from easee_tail.environment import Environment
 from easee_tail.errors import EaseeTailError, ExitCode
@@ -43,11 +40,13 @@ class Profile:
 
 
 def config_path() -> Path:
+    import platformdirs  # at the first use: --help and completion do without
     return Path(platformdirs.user_config_dir("easee-tail")) / "config.toml"
 
 
 def read(path: Path | None = None) -> tuple[str | None, dict[str, Profile]]:
     """The default profile's name and every profile, checked; (None, {}) without a file."""
+    import tomllib
     path = path or config_path()
     try:
         with open(path, "rb") as file:

@@ -22,6 +22,7 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
         # installs nothing mid-run (bench/run would run scripts/setup first)
         [sys.executable, "-m", "bench", "--messages", "1500", "--rss-messages", "2000",
          "--latency-rate", "200", "--latency-seconds", "1", "--rounds", "1",
+         "--fleet-chargers", "40", "--fleet-minutes", "3", "--startup-runs", "1",
          "--results", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=clean_env(), cwd=ROOT,
         stdin=subprocess.DEVNULL,
@@ -31,15 +32,18 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     header = next(line for line in table if line.startswith("row"))
     assert "msg/s" in header and "ratio" in header
     rows = [line for line in table if line[:1].isdigit()]
-    assert [line.split()[0] for line in rows] == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 11)]
     assert "1,500 lines saved" in rows[2]
     assert "redraws/s" in rows[3]
     assert "p99" in rows[6]
     assert "--view state" in rows[7] and "redraws/s" in rows[7]
+    assert "import click" in rows[8] and "observations" in rows[8]
+    assert "a fleet of 40 chargers" in rows[9] and "peak RSS" in rows[9]
+    assert "timeline" in rows[9]
 
     [written] = list(tmp_path.glob("*.json"))
     result_json = json.loads(written.read_text())
-    assert [row["number"] for row in result_json["rows"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [row["number"] for row in result_json["rows"]] == list(range(1, 11))
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
     assert result_json["machine"]["rabbitmq"]

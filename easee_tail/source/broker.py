@@ -18,8 +18,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from easee_tail.credentials import ConnectionDetails
 from easee_tail.defaults import DEFAULT_PREFETCH, HEARTBEAT
+from easee_tail.details import ConnectionDetails
 from easee_tail.errors import (
     BrokerClosed,
     BrokerLoginRefused,
