@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
+from sys import intern
 from typing import Any, BinaryIO
 
 import orjson
@@ -24,6 +25,7 @@ MAX_BATCH = 500
 _OBSERVATION_FIELDS = [field.name for field in fields(Observation)]
 _ERROR_FIELDS = [field.name for field in fields(ErrorRecord)]
 _TIMES = ("timestamp", "arrival", "received")
+_REPEATED = ("kind", "name", "unit", "label", "type")
 
 
 class NotARecord(ValueError):
@@ -77,8 +79,11 @@ def record_from_json(data: Any) -> Record:
         raise NotARecord("no valid received time")
     if names is _ERROR_FIELDS:
         return ErrorRecord(**values)
-    values["tags"] = tuple(values["tags"] or ())
+    values["tags"] = tuple(intern(tag) for tag in values["tags"] or ())
     values["notes"] = list(values["notes"] or [])
+    for name in _REPEATED:  # the same few texts on every line: one copy each, for the views
+        if values[name] is not None:
+            values[name] = intern(values[name])
     return Observation(**values)
 
 
