@@ -61,7 +61,8 @@ class Run:
 
 
 def run_consumer(
-    argv: Sequence[str], count: int, terminal: tuple[int, int] | None = None
+    argv: Sequence[str], count: int, terminal: tuple[int, int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Run:
     """Run a consumer until it exits (it stops itself after `count` messages).
 
@@ -69,7 +70,7 @@ def run_consumer(
     output is drained (and redraws counted) as a terminal emulator would; otherwise stdout
     goes to /dev/null.
     """
-    env = {key: value for key, value in os.environ.items()
+    env = {key: value for key, value in (env or os.environ).items()
            if not key.startswith("EASEE_") and key not in ("COLUMNS", "LINES")}
     env["TERM"] = "xterm-256color"
     drained: threading.Thread | None = None
@@ -83,8 +84,10 @@ def run_consumer(
         controller, child = pty.openpty()
         columns, lines = terminal
         fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        # its own session with the terminal as its controlling one, in the foreground, as
+        # a shell starts it: the table then reads keys and keeps every view, as for a user
         process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_take_terminal)
         os.close(child)
         drained = threading.Thread(target=_drain_terminal, args=(controller, frames), daemon=True)
         drained.start()
@@ -104,6 +107,10 @@ def run_consumer(
         raise RuntimeError(f"{argv[0]} exited with {process.returncode}: "
                            f"{errors.decode(errors='replace').strip()}")
     return Run(seconds, peak[0], samples, frames[0])
+
+
+def _take_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _drain_terminal(controller: int, frames: list[int]) -> None:

@@ -12,6 +12,7 @@ write becomes an error record naming it, written in the message's place.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -110,6 +111,9 @@ def run(
         return Ending.BACKLOG_DONE
     heard = time.monotonic()
     write_all = [sink.write for sink in sinks]
+    # What is alive now (modules, the connection) lives as long as the run: frozen, the
+    # collector never scans it again, however many records come and go.
+    gc.freeze()
     stop.deferring = True
     try:
         for batch in source.batches():

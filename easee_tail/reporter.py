@@ -6,6 +6,7 @@ made visible. The signal handling of the run (StopRequest) is kept here too.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
@@ -19,6 +20,9 @@ from easee_tail.text import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+_DIM, _YELLOW, _RED = "2", "33", "31"  # SGR codes
 
 
 class Board(Protocol):
@@ -37,11 +41,21 @@ class Reporter:
 
     @property
     def stderr(self) -> Console:
-        if self._stderr is None:  # rich only when something is said
+        """A rich console on stderr, for what is drawn there (the exit summary)."""
+        if self._stderr is None:
             from rich.console import Console
             self._stderr = Console(file=self.env.stderr, no_color=self.env.no_color,
                                    highlight=False, soft_wrap=True, markup=False)
         return self._stderr
+
+    def _say(self, text: str, colour: str) -> None:
+        """One line on stderr: in colour on a terminal (unless NO_COLOR), plain elsewhere.
+        Plain writes: a JSON lines run never loads rich for its few lines."""
+        env = self.env
+        if not env.no_color and (env.stderr_isatty or os.environ.get("FORCE_COLOR")):
+            text = f"\x1b[{colour}m{text}\x1b[0m"
+        env.stderr.write(text + "\n")
+        env.stderr.flush()
 
     def notice(self, message: str) -> None:
         """News from a running pipeline (reconnecting, reconnected): above the table when
@@ -54,12 +68,11 @@ class Reporter:
     def info(self, message: str) -> None:
         if self.quiet:
             return
-        self.stderr.print(f"easee-tail: {visible(self.redact(message))}", style="dim")
+        self._say(f"easee-tail: {visible(self.redact(message))}", _DIM)
 
     def warn(self, message: str) -> None:
-        self.stderr.print(f"easee-tail: warning: {visible(self.redact(message))}",
-                          style="yellow")
+        self._say(f"easee-tail: warning: {visible(self.redact(message))}", _YELLOW)
 
     def fail(self, message: str, code: ExitCode) -> NoReturn:
-        self.stderr.print(f"easee-tail: error: {visible(self.redact(message))}", style="red")
+        self._say(f"easee-tail: error: {visible(self.redact(message))}", _RED)
         sys.exit(code)

@@ -230,6 +230,12 @@ def consume(
         sys.exit(SIGNAL_EXIT.get(reporter.stop.signum, ExitCode.INTERRUPTED))
 
 
+def _decoder(table: catalogue.Catalogue) -> Callable[[Delivery], Record]:
+    def decoding(delivery: Delivery) -> Record:  # a closure: a partial's keyword costs more
+        return decode(delivery, table)
+    return decoding
+
+
 def _close_sinks(reporter: Reporter, sinks: list[Sink]) -> None:
     reporter.table = None
     while sinks:
