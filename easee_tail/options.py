@@ -221,7 +221,7 @@ _OBS_OPTION = click.option(
 _SINCE_OPTION = click.option(
     "--since", type=Moment(),
     help="Only records from TIME on: ISO 8601, a clock time today (14:02) or a duration ago "
-         "(2h); judged on --time-field.")
+         "(2h); by the charger's own clock unless --time-field says another.")
 _UNTIL_OPTION = click.option(
     "--until", type=Moment(),
     help="Only records up to TIME (live: and exit 0 when the clock gets there).")
