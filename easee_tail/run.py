@@ -36,7 +36,7 @@ from easee_tail.model import Delivery, Record
 from easee_tail.pipeline import Ending, Limits, run
 from easee_tail.reporter import Reporter
 from easee_tail.sinks import Sink
-from easee_tail.sinks.jsonl import JsonlSink, LineEncoder
+from easee_tail.sinks.jsonl import JsonlSink, LineEncoder, encode
 from easee_tail.sinks.template import Template
 from easee_tail.source import Source
 from easee_tail.state import FleetState, groups
@@ -153,7 +153,8 @@ def consume(
     ending = Ending.SOURCE_ENDED
     cut_short = False  # a signal that could not wait for the batch (a blocked write)
     started = time.monotonic()
-    encoder = LineEncoder()
+    # stdout and --save share one encoding of each record; alone, stdout needs no memory
+    encoder: Callable[[Record], bytes] = LineEncoder() if save_path else encode
     keys: Keys | None = None
     try:
         if save_path:

@@ -111,7 +111,7 @@ class JsonlSink:
 
     @classmethod
     def open_file(
-        cls, path: str, encoder: LineEncoder | None = None, fsync: bool = False
+        cls, path: str, encoder: Callable[[Record], bytes] | None = None, fsync: bool = False
     ) -> JsonlSink:
         """Append to `path`, created 0600: saved observations may identify people (RFID).
 
