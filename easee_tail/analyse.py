@@ -38,7 +38,7 @@ def _records(env: Environment, reading: Reading, report: Callable[[str], None]
     """The chargers' whole records: the time window is applied to what they tell, so that
     a state begun before the window still says how long it held."""
     wanted, unwanted = split_negated(reading.chargers)
-    keep = build_filter((), (), FilterSpec(chargers=tuple(wanted), not_chargers=tuple(unwanted)))
+    keep = build_filter(FilterSpec(chargers=tuple(wanted), not_chargers=tuple(unwanted)))
     files = open_files(reading.paths or ("-",), env.stdin.buffer)
     for record in read_records(files, report):
         if keep is None or keep(record):

@@ -152,13 +152,11 @@ def could_be_serial(pattern: str) -> bool:
     return not literal or literal.isalnum()
 
 
-def build_filter(chargers: Iterable[str], observation_ids: Iterable[int],
-                 spec: FilterSpec | None = None) -> Predicate | None:
+def build_filter(spec: FilterSpec) -> Predicate | None:
     """The predicate, or None when nothing is filtered (the loop then skips the call)."""
-    spec = spec or FilterSpec()
-    wanted_chargers = _matcher([*chargers, *spec.chargers])
+    wanted_chargers = _matcher(spec.chargers)
     unwanted_chargers = _matcher(spec.not_chargers)
-    wanted_ids = frozenset([*observation_ids, *spec.observations])
+    wanted_ids = frozenset(spec.observations)
     unwanted_ids = frozenset(spec.not_observations)
     tags, not_tags, where = frozenset(spec.tags), frozenset(spec.not_tags), spec.where
     since, until, time_field = spec.since, spec.until, spec.time_field

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import click
@@ -77,6 +76,15 @@ class Selection:
     until: datetime | None = None
     time_field: str = "device"
 
+    def filter_spec(self) -> FilterSpec:
+        """The options as the filters take them: `!` split off, the time field named."""
+        chargers, not_chargers = split_negated(self.chargers)
+        tags, not_tags = split_negated(self.tags)
+        return FilterSpec(
+            tuple(chargers), tuple(not_chargers), self.observations[0],
+            self.observations[1], tuple(tags), tuple(not_tags), self.where, self.since,
+            self.until, TIME_FIELDS[self.time_field])
+
 
 @dataclass(frozen=True)
 class Ends:
@@ -118,33 +126,23 @@ def consume(
     of messages waiting, if it knows); `removes`: what it acknowledges leaves a real queue."""
     env = reporter.env
     out, selection, ends = spec.output, spec.selection, spec.ends
-    jsonl, line_format, save_path, fsync = out.jsonl, out.line_format, out.save_path, out.fsync
-    stats_interval, view, time_column = out.stats_interval, out.view, out.time_column
-    chargers, observations, tags, where = (selection.chargers, selection.observations,
-                                           selection.tags, selection.where)
-    since, until, time_field = selection.since, selection.until, selection.time_field
-    count, duration, idle_timeout = ends.count, ends.duration, ends.idle_timeout
-    if fsync and not save_path:
+    if out.fsync and not out.save_path:
         raise click.UsageError("--fsync goes with --save")
     reporter.stop.install()
-    if until is not None and live:  # a live stream also ends when the clock gets there
-        left = (until - datetime.now(UTC)).total_seconds()
+    duration = ends.duration
+    if selection.until is not None and live:  # a live stream also ends at that time
+        left = (selection.until - datetime.now(UTC)).total_seconds()
         if left <= 0:
             raise click.BadParameter("is in the past: a live stream would end at once",
                                      param_hint="--until")
         duration = left if duration is None else min(duration, left)
-    wanted, unwanted = split_negated(chargers)
-    wanted_tags, unwanted_tags = split_negated(tags)
-    filters = FilterSpec(
-        tuple(wanted), tuple(unwanted), observations[0], observations[1],
-        tuple(wanted_tags), tuple(unwanted_tags), tuple(where), since, until,
-        TIME_FIELDS[time_field])
-    keep = build_filter((), (), filters)
+    filters = selection.filter_spec()
+    keep = build_filter(filters)
     table = catalogue.load()
-    for serial in [*wanted, *unwanted]:
+    for serial in [*filters.chargers, *filters.not_chargers]:
         if not could_be_serial(serial):
-            reporter.warn(f"--charger {serial!r} cannot be an Easee serial (two letters, then "
-                      "six letters or digits, like EH123456): it matches no charger")
+            reporter.warn(f"--charger {serial!r} cannot be an Easee serial (two letters, "
+                          "then six letters or digits, like EH123456): it matches no charger")
     tally = Tally(filters.describe(table.get), removes) if keep is not None else None
     sinks: list[Sink] = []
     source: Source | None = None
@@ -154,26 +152,26 @@ def consume(
     cut_short = False  # a signal that could not wait for the batch (a blocked write)
     started = time.monotonic()
     # stdout and --save share one encoding of each record; alone, stdout needs no memory
-    encoder: Callable[[Record], bytes] = LineEncoder() if save_path else encode
+    encoder: Callable[[Record], bytes] = LineEncoder() if out.save_path else encode
     keys: Keys | None = None
     try:
-        if save_path:
-            sinks.append(JsonlSink.open_file(save_path, encoder, fsync=fsync))
+        if out.save_path:
+            sinks.append(JsonlSink.open_file(out.save_path, encoder, fsync=out.fsync))
         source, backlog = open_source()
         if tally is not None and removes:
             reporter.info(f"filters on ({tally.filters}): messages that do not match are "
-                      "acknowledged, so they leave the queue unseen (--peek leaves them)")
-        jsonl = jsonl or line_format == "jsonl"
-        template = line_format if isinstance(line_format, Template) else None
-        show_table = not jsonl and template is None and env.stdout_isatty
-        if show_table or env.stderr_isatty or stats_interval:
+                          "acknowledged, so they leave the queue unseen (--peek leaves them)")
+        template = out.line_format if isinstance(out.line_format, Template) else None
+        show_table = not (out.jsonl or out.line_format == "jsonl") and template is None \
+            and env.stdout_isatty
+        if show_table or env.stderr_isatty or out.stats_interval:
             stats = Stats(tally)
             sinks.append(stats)
         if tally is not None and not show_table:
             sinks.append(FilterNotice(tally, reporter.info))
-        if stats_interval and not show_table:
+        if out.stats_interval and not show_table:
             assert stats is not None
-            sinks.append(StatsLines(stats, env.stderr, stats_interval))
+            sinks.append(StatsLines(stats, env.stderr, out.stats_interval))
         if show_table:
             from rich.console import Console  # only for a table
 
@@ -181,26 +179,26 @@ def consume(
             assert stats is not None
             keys = Keys.open(env.stdin) if env.stdin_isatty else None
             state = None
-            if view == "state" or keys is not None:  # else it could never be shown
+            if out.view == "state" or keys is not None:  # else it could never be shown
                 fleet = FleetState(table)
                 sinks.append(fleet)
                 state = StateOptions(fleet, groups(table), out.silent_after)
             live_story = None
-            if view == "timeline" or keys is not None:
+            if out.view == "timeline" or keys is not None:
                 live_story = LiveStory(story_data(table))
                 sinks.append(live_story)
             console = Console(file=env.stdout, no_color=env.no_color)
-            reporter.table = TableSink(console, stats, source, state, view=view,
-                                   keys=keys.read if keys else None, backlog=backlog,
-                                   story=live_story, time_field=TIME_FIELDS[time_column])
+            reporter.table = TableSink(
+                console, stats, source, state, view=out.view, keys=keys.read if keys else None,
+                backlog=backlog, story=live_story, time_field=TIME_FIELDS[out.time_column])
             sinks.append(reporter.table)
         else:
             env.stdout_bytes.flush()  # the sink writes to the descriptor itself
             sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
                                    encoder=template or encoder, give_up=reporter.stop.overdue))
         started = time.monotonic()
-        ending = run(source, decoder or partial(decode, catalogue=table), keep, sinks,
-                     Limits(count, duration, idle_timeout,
+        ending = run(source, decoder or _decoder(table), keep, sinks,
+                     Limits(ends.count, duration, ends.idle_timeout,
                             backlog if ends.exit_at_end else None), reporter.stop, tally)
     except Interrupted as interrupted:
         ending, reporter.stop.signum = Ending.SIGNAL, interrupted.signum

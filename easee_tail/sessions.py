@@ -24,7 +24,7 @@ from rich.table import Table
 
 from easee_tail.format import span
 from easee_tail.model import Observation, Record
-from easee_tail.story import StoryData, by_charger, moment
+from easee_tail.story import Meter, StoryData, by_charger, moment
 from easee_tail.story import field as key
 from easee_tail.text import visible
 from easee_tail.times import parse_time
@@ -50,7 +50,6 @@ class Session:
     cloud: str | None = None
     completed: bool = False
     stopped_by: str | None = None
-    measured_kwh: float = 0.0
 
     @property
     def duration(self) -> float | None:
@@ -83,14 +82,14 @@ class _Rebuild:
         self.token: str | None = None
         self.error_text: str | None = None
         self.cloud_reason: str | None = None
-        self.power: tuple[float, datetime] | None = None
+        self.meter = Meter()  # since the open session began
         self.asked: datetime | None = None  # when authorisation was last asked for
 
     def feed(self, record: Observation) -> None:
         data, at, value = self.data, moment(record), record.value
         number = record.id
         if number == data.power:
-            self._power(value, at)
+            self.meter.reading(value, at)
         elif number in data.tokens and isinstance(value, str) and value:
             self.token = value
         elif number == data.session_start:
@@ -127,21 +126,9 @@ class _Rebuild:
         self.open = Session(self.charger, start, id=number,
                             token=auth if isinstance(auth, str) and auth else self.token)
         self.sessions.append(self.open)
-        self.power = (self.power[0], at) if self.power else None
+        self.meter.advance(at)
+        self.meter.restart()
         self.asked = None
-
-    def _power(self, reading: object, at: datetime) -> None:
-        if not isinstance(reading, int | float) or isinstance(reading, bool) \
-                or reading != reading:
-            return
-        session = self.open
-        if session is not None:
-            if self.power is not None:
-                hours = max(0.0, (at - self.power[1]).total_seconds()) / 3600
-                session.measured_kwh += self.power[0] * hours
-            if reading > 0:
-                session.peak_kw = max(session.peak_kw or 0.0, float(reading))
-        self.power = (float(reading), at)
 
     def _mode(self, mode: int, at: datetime) -> None:
         modes, previous = self.data.modes, self.mode
@@ -212,11 +199,8 @@ class _Rebuild:
             return
         self.open = None
         session.stop = at
-        if self.power is not None:
-            hours = max(0.0, (at - self.power[1]).total_seconds()) / 3600
-            session.measured_kwh += self.power[0] * hours
-        if session.energy_kwh is None and session.measured_kwh:
-            session.energy_kwh = round(session.measured_kwh, 4)
+        self.meter.advance(at)
+        self._measured(session)
         session.ended = (session.error or session.reboot or session.cloud
                          or ("car full" if session.completed else None)
                          or session.stopped_by
@@ -229,9 +213,15 @@ class _Rebuild:
     def finish(self) -> list[Session]:
         if self.open is not None:  # still going when the capture ends
             self.open.ended = "open"
-            if self.open.measured_kwh and self.open.energy_kwh is None:
-                self.open.energy_kwh = round(self.open.measured_kwh, 4)
+            self._measured(self.open)
         return self.sessions
+
+    def _measured(self, session: Session) -> None:
+        """What the power readings say of the session: its peak, and its energy where no
+        ChargingSession gave it."""
+        session.peak_kw = self.meter.peak
+        if session.energy_kwh is None and self.meter.kwh:
+            session.energy_kwh = round(self.meter.kwh, 4)
 
 
 def sessions(records: Iterable[Record], data: StoryData) -> list[Session]:

@@ -103,6 +103,35 @@ class Change:
         }
 
 
+class Meter:
+    """Energy from TotalPower readings, each held until the next (or until `advance`), and
+    the peak power, both since the last `restart`."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, datetime] | None = None  # the reading that holds, and since
+        self.kwh = 0.0
+        self.peak: float | None = None
+
+    def reading(self, value: object, at: datetime) -> None:
+        self.advance(at)
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and value == value:  # not NaN
+            power = float(value)
+            self._last = (power, at)
+            if power > 0:
+                self.peak = power if self.peak is None else max(self.peak, power)
+
+    def advance(self, at: datetime) -> None:
+        """The energy of the reading that holds, up to `at`."""
+        if self._last is not None:
+            power, since = self._last
+            self.kwh += power * max(0.0, (at - since).total_seconds()) / 3600
+            self._last = (power, at)
+
+    def restart(self) -> None:
+        self.kwh, self.peak = 0.0, None
+
+
 class Story:
     """One charger's changes, from its records fed in the order of its clock."""
 
@@ -110,22 +139,20 @@ class Story:
         self._data = data
         # id: (value, label, unit, since as epoch seconds): small, a fleet keeps many
         self._last: dict[int, tuple[object, str | None, str | None, float]] = {}
-        self._power: tuple[float, datetime] | None = None  # the last reading and its time
-        self._energy = 0.0  # kWh since the op mode last changed
-        self._peak: float | None = None
+        self._meter = Meter()  # since the op mode last changed
 
     def feed(self, record: Record) -> Change | None:
         """The change this record makes, if any."""
         if not isinstance(record, Observation) or record.kind != "observation" \
                 or record.id is None or record.charger is None:
             return None
-        at = moment(record)
         data = self._data
         if record.id == data.power:
-            self._add_power(record.value, at)
+            self._meter.reading(record.value, moment(record))
             return None
         if record.id not in data.states:
             return None
+        at = moment(record)
         value = record.value
         event = record.id in data.sessions
         previous = None if event else self._last.get(record.id)
@@ -136,10 +163,11 @@ class Story:
             self._last[record.id] = (value, record.label, record.unit, at.timestamp())
         energy = peak = None
         if record.id == data.mode:
-            self._add_power(None, at)
-            if previous is not None and (self._energy or self._peak):
-                energy, peak = round(self._energy, 4), self._peak
-            self._energy, self._peak = 0.0, None
+            meter = self._meter
+            meter.advance(at)
+            if previous is not None and (meter.kwh or meter.peak):
+                energy, peak = round(meter.kwh, 4), meter.peak
+            meter.restart()
         before = None if previous is None else \
             value_text(previous[0], previous[1], previous[2]) or "(empty)"
         return Change(
@@ -147,19 +175,6 @@ class Story:
             None if previous is None else at.timestamp() - previous[3], energy, peak,
             event, record.arrival, record.received)
 
-    def _add_power(self, reading: object, at: datetime) -> None:
-        """Energy at the last power reading up to `at`; then `reading` holds (None: same)."""
-        if self._power is not None:
-            hours = max(0.0, (at - self._power[1]).total_seconds()) / 3600
-            self._energy += self._power[0] * hours
-        if isinstance(reading, int | float) and not isinstance(reading, bool) \
-                and reading == reading:  # not NaN
-            power = float(reading)
-            self._power = (power, at)
-            if power > 0:
-                self._peak = power if self._peak is None else max(self._peak, power)
-        elif self._power is not None:
-            self._power = (self._power[0], at)
 
 
 def field(value: object, name: str) -> object:
@@ -218,7 +233,7 @@ def change_line(change: Change, width: int = 22) -> str:
     """`2026-11-26 12:00:01  ChargerOpMode  4 Completed  (was 3 Charging for 1h 2m: 7.3 kWh,
     peak 7.4 kW)`, in local time, with what came from outside made visible."""
     local = change.at.astimezone()
-    line = f"  {local:%Y-%m-%d %H:%M:%S}  {change.name:<{width}} {visible(change.shown)}"
+    line = f"  {local:%Y-%m-%d %H:%M:%S}  {visible(change.name):<{width}} {visible(change.shown)}"
     return f"{line}  ({was(change)})" if was(change) else line
 
 
@@ -241,7 +256,7 @@ def was(change: Change) -> str:
 def timeline_text(changes: Sequence[Change]) -> str:
     """Per charger a heading, then its changes; "" when there are none."""
     counts = Counter(change.charger for change in changes)
-    width = max((len(change.name) for change in changes), default=0)
+    width = max((len(visible(change.name)) for change in changes), default=0)
     out: list[str] = []
     charger = None
     for change in changes:

@@ -8,7 +8,7 @@ import pytest
 
 from easee_tail import catalogue
 from easee_tail.decode import decode
-from easee_tail.filters import build_filter
+from easee_tail.filters import FilterSpec, build_filter
 from easee_tail.model import Delivery, ErrorRecord, Observation
 from easee_tail.sinks.jsonl import encode
 from easee_tail.times import parse_time
@@ -69,7 +69,7 @@ def test_huge_integers_and_deep_values_do_not_break_decoding() -> None:
 
 def test_filters_judge_records_on_what_they_carry() -> None:
     table = catalogue.load()
-    keep = build_filter(["eh1"], [109])
+    keep = build_filter(FilterSpec(chargers=("eh1",), observations=(109,)))
     assert keep is not None
     wanted = decode(delivery("EH1.O.109", b'{"Value": 3}'), table)
     other_charger = decode(delivery("EH2.O.109", b'{"Value": 3}'), table)
@@ -78,4 +78,4 @@ def test_filters_judge_records_on_what_they_carry() -> None:
     pulse = decode(delivery("EH1.P", b""), table)
     assert [keep(r) for r in (wanted, other_charger, other_obs, anonymous_error, pulse)] == [
         True, False, False, True, False]
-    assert build_filter([], []) is None
+    assert build_filter(FilterSpec()) is None

@@ -24,7 +24,7 @@ def record(charger: str, obs: int, value: str = "1") -> Record:
 
 
 def kept(spec: FilterSpec, *records: Record) -> list[tuple[str | None, int | None]]:
-    keep = build_filter((), (), spec)
+    keep = build_filter(spec)
     assert keep is not None
     return [(r.charger, r.id) for r in records if keep(r)]
 
@@ -120,9 +120,9 @@ def test_since_and_until_judge_the_chosen_time() -> None:
     late.timestamp = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
     ten = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
     assert kept(FilterSpec(since=ten), early, late) == [("EH1", 120)]
-    keep = build_filter((), (), FilterSpec(until=ten))
+    keep = build_filter(FilterSpec(until=ten))
     assert keep is not None and keep(early) and not keep(late)
-    by_arrival = build_filter((), (), FilterSpec(since=ten, time_field="arrival"))
+    by_arrival = build_filter(FilterSpec(since=ten, time_field="arrival"))
     assert by_arrival is not None and by_arrival(early)  # no ArrivalTime: kept, not judged
 
 

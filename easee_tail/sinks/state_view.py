@@ -78,7 +78,7 @@ def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
                 items.append((label, latest))
         if items:
             lines.append(_group_line(group.name, items, now))
-    others = [(latest.name, latest)
+    others = [(visible(latest.name), latest)  # a replayed capture names its own
               for key, latest in sorted(charger.latest.items(), key=_by_id_then_kind)
               if key not in grouped]
     if others:

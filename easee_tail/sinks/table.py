@@ -202,13 +202,14 @@ class TableSink:
         if not changes:
             return [Text("no change of state yet (op mode, cable, limits, errors, cloud, "
                          "sessions)", style="dim")]
-        width = max(len(change.name) for change in changes)
+        names = [visible(change.name) for change in changes]  # a replayed capture's, too
+        width = max(map(len, names))
         lines = []
-        for change in changes:
+        for change, name in zip(changes, names, strict=True):
             line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{change.at.astimezone():%H:%M:%S} ", style="dim")
             line.append(f"{visible(change.charger):<8} ")
-            line.append(f"{change.name:<{width}} ", style="cyan")
+            line.append(f"{name:<{width}} ", style="cyan")
             line.append(visible(change.shown), style="bold")
             context = was(change)
             if context:
@@ -291,7 +292,7 @@ def _cells(record: Record, time_field: str) -> list[tuple[str, str]]:
         (display_time(moment) if (moment := getattr(record, time_field, None)) else "–", ""),
         (charger, "yellow" if record.redelivered else ""),
         ("" if record.id is None else str(record.id), ""),
-        ("error" if isinstance(record, ErrorRecord) else record.name,
+        ("error" if isinstance(record, ErrorRecord) else visible(record.name),
          "red" if is_error else ("" if record.kind == "observation" else "dim")),
         (display_value(record), "red" if is_error else ""),
         (latency_text, latency_style(latency)),
