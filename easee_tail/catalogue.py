@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -93,6 +93,9 @@ class Catalogue:
         self._by_id = {entry.id: entry for entry in entries}
         self._by_name = {entry.name.lower(): entry for entry in entries}
         self._by_text = {str(entry.id): entry for entry in entries}
+        # The entry for an id as a routing key writes it (`109`): decode's fast path, so the
+        # dictionary's own lookup (a method of ours would cost a call a message).
+        self.by_route: Callable[[str], ObservationType | None] = self._by_text.get
 
     def __iter__(self) -> Iterator[ObservationType]:
         return iter(sorted(self._by_id.values(), key=lambda entry: entry.id))
@@ -102,10 +105,6 @@ class Catalogue:
 
     def get(self, observation_id: int) -> ObservationType | None:
         return self._by_id.get(observation_id)
-
-    def by_route(self, text: str) -> ObservationType | None:
-        """The entry for an id as a routing key writes it (`109`): decode's fast path."""
-        return self._by_text.get(text)
 
     def resolve(self, text: str) -> int:
         """An observation id from a user's id or name (case-insensitive), either list."""

@@ -189,7 +189,7 @@ def build_filter(spec: FilterSpec) -> Predicate | None:
             if moment is not None and ((since is not None and moment < since)
                                        or (until is not None and moment > until)):
                 return False
-        return all(condition(record) for condition in where)
+        return not where or all(condition(record) for condition in where)
 
     return keep
 
@@ -203,7 +203,7 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
 
     def matches(charger: str) -> bool:
         upper = charger.upper()
-        return upper in exact or any(glob.match(upper) for glob in globs)
+        return upper in exact or (bool(globs) and any(glob.match(upper) for glob in globs))
 
     return matches
 

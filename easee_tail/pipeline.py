@@ -127,7 +127,13 @@ def run(
                     except Exception as bug:  # a decoder bug must not become a poison message
                         record = failed_record(delivery, "decoding", bug)
                     if keep is None or keep(record):
-                        _write(write_all, record, delivery)
+                        for write in write_all:
+                            try:
+                                write(record)
+                            except EaseeTailError:
+                                raise
+                            except Exception as bug:
+                                _write_failed(write, delivery, bug)
                         written.append(index)
                         if remaining is not None:
                             remaining -= 1
@@ -176,13 +182,9 @@ def run(
         stop.deferring = False
 
 
-def _write(write_all: Sequence[Callable[[Record], None]], record: Record,
-           delivery: Delivery) -> None:
-    for write in write_all:
-        try:
-            write(record)
-        except EaseeTailError:
-            raise
-        except Exception as bug:  # a sink that cannot take a record gets its error record
-            with contextlib.suppress(Exception):  # and if not even that, the stream goes on
-                write(failed_record(delivery, "writing", bug))
+def _write_failed(write: Callable[[Record], None], delivery: Delivery,
+                  bug: Exception) -> None:
+    """A sink that could not take a record gets its error record instead, and if not even
+    that, the stream goes on."""
+    with contextlib.suppress(Exception):
+        write(failed_record(delivery, "writing", bug))

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from easee_tail import catalogue
-from easee_tail.decode import decode
+from easee_tail.decode import decoder as table_decoder
 from easee_tail.errors import EaseeTailError, ExitCode, Interrupted
 from easee_tail.filters import (
     TIME_FIELDS,
@@ -197,7 +197,7 @@ def consume(
             sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
                                    encoder=template or encoder, give_up=reporter.stop.overdue))
         started = time.monotonic()
-        ending = run(source, decoder or _decoder(table), keep, sinks,
+        ending = run(source, decoder or table_decoder(table), keep, sinks,
                      Limits(ends.count, duration, ends.idle_timeout,
                             backlog if ends.exit_at_end else None), reporter.stop, tally)
     except Interrupted as interrupted:
@@ -227,12 +227,6 @@ def consume(
                                           reporter.stderr.size.width), style="dim")
     if ending is Ending.SIGNAL and reporter.stop.signum is not None:
         sys.exit(SIGNAL_EXIT.get(reporter.stop.signum, ExitCode.INTERRUPTED))
-
-
-def _decoder(table: catalogue.Catalogue) -> Callable[[Delivery], Record]:
-    def decoding(delivery: Delivery) -> Record:  # a closure: a partial's keyword costs more
-        return decode(delivery, table)
-    return decoding
 
 
 def _close_sinks(reporter: Reporter, sinks: list[Sink]) -> None:

@@ -102,6 +102,7 @@ class BrokerSource:
         pending: list[Delivery] = []
         clock = time.time
         stamp = 0.0
+        peek = self._peek
 
         def on_message(
             _channel: BlockingChannel,
@@ -114,23 +115,22 @@ class BrokerSource:
             if not isinstance(routing_key, str):  # pika hands over bytes that are not UTF-8
                 routing_key = bytes(routing_key).decode("utf-8", "backslashreplace")
             headers = properties.headers
-            if self._peek and headers and DELIVERY_COUNT in headers:
-                # A quorum queue counts every return against its delivery limit and drops
-                # the message at the limit: --peek would destroy what it looks at.
-                _channel.basic_nack(method.delivery_tag, requeue=True)
-                counted.append(headers[DELIVERY_COUNT])
-                return
-            if self._peek and self._shown_before(routing_key, body, headers):
-                # back again: return it at once, out of the other consumer's way
-                _channel.basic_nack(method.delivery_tag, requeue=True)
-                time.sleep(PEEK_BOUNCE_PAUSE)
-                return
+            if peek:
+                if headers and DELIVERY_COUNT in headers:
+                    # A quorum queue counts every return against its delivery limit and
+                    # drops the message at the limit: --peek would destroy what it looks at.
+                    _channel.basic_nack(method.delivery_tag, requeue=True)
+                    counted.append(headers[DELIVERY_COUNT])
+                    return
+                if self._shown_before(routing_key, body, headers):
+                    # back again: return it at once, out of the other consumer's way
+                    _channel.basic_nack(method.delivery_tag, requeue=True)
+                    time.sleep(PEEK_BOUNCE_PAUSE)
+                    return
             if not pending:  # pika hands over what one read brought: one time stamps them all
                 stamp = clock()
             pending.append(Delivery(
-                routing_key, body, properties.headers, stamp,
-                method.redelivered, method.delivery_tag,
-            ))
+                routing_key, body, headers, stamp, method.redelivered, method.delivery_tag))
 
         cancelled: list[object] = []
         counted: list[object] = []  # --peek: delivery counts seen (a quorum queue)
