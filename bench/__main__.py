@@ -120,8 +120,8 @@ def measure_all(
     rounds: list[dict[str, Run]] = []
     saved_lines = []
     for round_number in range(1, args.rounds + 1):
-        names = {row: f"{row}-{round_number}" for row in ("baseline", "jsonl", "save", "table",
-                                                                "state")}
+        names = {row: f"{row}-{round_number}" for row in ("baseline", "floor", "jsonl", "save",
+                                                                "table", "state")}
         say(f"round {round_number} of {args.rounds}: pre-loading {count:,} messages into "
             f"each of {len(names)} queues …")
         preload(broker, f"bench.round{round_number}", list(names.values()), messages, count)
@@ -130,6 +130,9 @@ def measure_all(
         runs["baseline"] = run_consumer(
             [sys.executable, "-m", "bench.baseline", url, names["baseline"], ca, str(count)],
             count)
+        say("  11 floor: raw pika + easee-tail's decode and encode …")
+        runs["floor"] = run_consumer(
+            [sys.executable, "-m", "bench.floor", url, names["floor"], ca, str(count)], count)
         say("  2 easee-tail --jsonl > /dev/null …")
         runs["jsonl"] = run_consumer([*tail, "--queue", names["jsonl"], "--jsonl"], count)
         say("  3 easee-tail --jsonl --save FILE > /dev/null …")
@@ -208,6 +211,7 @@ def measure_all(
             rounds, "state"),
         startup_row(floor, startups),
         fleet_row(fleet, fleet_table, fleet_state, args.fleet_minutes),
+        floor_row(rounds, count),
     ]
     if min(saved_lines) != count:
         rows[2].met = False
@@ -233,6 +237,16 @@ def redraw_bound(row: Row, rounds: list[dict[str, Run]], name: str) -> Row:
         row.met = False
         row.detail += f" (over {REDRAWS} redraws/s: {fastest:.1f})"
     row.target += f", <= {REDRAWS} redraws/s"
+    return row
+
+
+def floor_row(rounds: list[dict[str, Run]], count: int) -> Row:
+    """Row 11: what decoding costs at all, and how close easee-tail --jsonl comes to it."""
+    row = throughput_row(11, "floor: raw pika + easee-tail's decode and encode, no loop",
+                         rounds, "floor", count, 0.0)
+    within = median([runs["floor"].seconds / runs["jsonl"].seconds for runs in rounds])
+    row.target, row.met = "", None
+    row.detail += f"; --jsonl at {within:.2f}x of this floor"
     return row
 
 

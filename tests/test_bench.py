@@ -32,7 +32,7 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     header = next(line for line in table if line.startswith("row"))
     assert "msg/s" in header and "ratio" in header
     rows = [line for line in table if line[:1].isdigit()]
-    assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 11)]
+    assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 12)]
     assert "1,500 lines saved" in rows[2]
     assert "redraws/s" in rows[3]
     assert "p99" in rows[6]
@@ -40,10 +40,11 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     assert "import click" in rows[8] and "observations" in rows[8]
     assert "a fleet of 40 chargers" in rows[9] and "peak RSS" in rows[9]
     assert "timeline" in rows[9]
+    assert "of this floor" in rows[10]
 
     [written] = list(tmp_path.glob("*.json"))
     result_json = json.loads(written.read_text())
-    assert [row["number"] for row in result_json["rows"]] == list(range(1, 11))
+    assert [row["number"] for row in result_json["rows"]] == list(range(1, 12))
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
     assert result_json["machine"]["rabbitmq"]
