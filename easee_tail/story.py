@@ -279,9 +279,10 @@ class LiveStory:
         self._data = data
         self._stories: dict[str, Story] = {}
         self.changes: deque[Change] = deque(maxlen=self.KEPT)
+        self._heeded = data.states | {data.power}  # a story reads no other observation
 
     def write(self, record: Record) -> None:
-        if record.charger is None:
+        if record.id not in self._heeded or record.charger is None:
             return
         story = self._stories.get(record.charger)
         if story is None:
