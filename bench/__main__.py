@@ -41,6 +41,16 @@ from tests.harness.rabbit import RabbitBroker
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLE_SIZE = (120, 40)  # columns, rows of the pseudo-terminal for the table row
 REDRAWS = 5  # the table's most redraws a second
+# the sizes of a run, and of a --quick one
+FULL: dict[str, float] = {
+    "messages": 200_000, "rss_messages": 1_000_000, "latency_rate": 1000.0,
+    "latency_seconds": 10.0, "rounds": 5, "fleet_chargers": 10_000, "fleet_minutes": 60.0,
+    "startup_runs": 15,
+}
+QUICK: dict[str, float] = {
+    **FULL, "messages": 50_000, "rss_messages": 200_000, "latency_seconds": 5.0, "rounds": 3,
+    "fleet_chargers": 2_000, "fleet_minutes": 15.0, "startup_runs": 5,
+}
 
 
 @dataclass
@@ -56,27 +66,35 @@ class Row:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
-    parser.add_argument("--messages", type=int, default=200_000,
-                        help="messages per throughput row (default 200,000)")
-    parser.add_argument("--rss-messages", type=int, default=1_000_000,
-                        help="messages for the peak-RSS rows (default 1,000,000)")
-    parser.add_argument("--latency-rate", type=float, default=1000.0,
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes for a look before a commit (about 2 minutes; "
+                             "rougher ratios): each size below gives its --quick value; "
+                             "sizes given explicitly still count")
+    parser.add_argument("--messages", type=int,
+                        help="messages per throughput row (default 200,000; --quick 50,000)")
+    parser.add_argument("--rss-messages", type=int,
+                        help="messages for the peak-RSS rows (default 1,000,000; --quick 200,000)")
+    parser.add_argument("--latency-rate", type=float,
                         help="steady publishing rate for the latency row (default 1000 msg/s)")
-    parser.add_argument("--latency-seconds", type=float, default=10.0,
-                        help="how long the latency row publishes (default 10 s)")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating rounds of rows 1-4 and 8; each ratio is the median "
-                             "(default 5)")
-    parser.add_argument("--fleet-chargers", type=int, default=10_000,
-                        help="chargers in row 10's fleet (default 10,000)")
-    parser.add_argument("--fleet-minutes", type=float, default=60.0,
+    parser.add_argument("--latency-seconds", type=float,
+                        help="how long the latency row publishes (default 10 s; --quick 5)")
+    parser.add_argument("--rounds", type=int,
+                        help="alternating rounds of rows 1-4, 8 and 11; each ratio is the "
+                             "median (default 5; --quick 3)")
+    parser.add_argument("--fleet-chargers", type=int,
+                        help="chargers in row 10's fleet (default 10,000; --quick 2,000)")
+    parser.add_argument("--fleet-minutes", type=float,
                         help="minutes of that fleet, a reading a minute per charger "
-                             "(default 60)")
-    parser.add_argument("--startup-runs", type=int, default=15,
-                        help="spawns of each command in row 9; the median counts (default 15)")
+                             "(default 60; --quick 15)")
+    parser.add_argument("--startup-runs", type=int,
+                        help="spawns of each command in row 9; the median counts "
+                             "(default 15; --quick 5)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="directory for the JSON result (default bench/results)")
     args = parser.parse_args(argv)
+    for name, size in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, size)
 
     easee_tail = shutil.which("easee-tail", path=str(Path(sys.executable).parent)) \
         or shutil.which("easee-tail")
@@ -97,10 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(rows, machine, args.messages))
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = args.results / f"{stamp}-{platform.node() or 'machine'}.json"
+    kind = "-quick" if args.quick else ""
+    path = args.results / f"{stamp}-{platform.node() or 'machine'}{kind}.json"
     path.write_text(json.dumps({
-        "machine": machine, "messages": args.messages, "rss_messages": args.rss_messages,
-        "rows": [asdict(row) for row in rows],
+        "machine": machine, "quick": args.quick, "messages": args.messages,
+        "rss_messages": args.rss_messages, "rows": [asdict(row) for row in rows],
     }, indent=2) + "\n")
     print(f"\nwritten to {path}")
     return 0

@@ -20,7 +20,7 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     result = subprocess.run(
         # python -m bench, not bench/run: the suite uses the environment it was given and
         # installs nothing mid-run (bench/run would run scripts/setup first)
-        [sys.executable, "-m", "bench", "--messages", "1500", "--rss-messages", "2000",
+        [sys.executable, "-m", "bench", "--quick", "--messages", "1500", "--rss-messages", "2000",
          "--latency-rate", "200", "--latency-seconds", "1", "--rounds", "1",
          "--fleet-chargers", "40", "--fleet-minutes", "3", "--startup-runs", "1",
          "--results", str(tmp_path)],
@@ -43,7 +43,9 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     assert "of this floor" in rows[10]
 
     [written] = list(tmp_path.glob("*.json"))
+    assert written.name.endswith("-quick.json")  # told apart from full runs
     result_json = json.loads(written.read_text())
+    assert result_json["quick"] is True
     assert [row["number"] for row in result_json["rows"]] == list(range(1, 12))
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
