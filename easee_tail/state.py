@@ -74,7 +74,8 @@ class FleetState:
             return
         key: int | str = record.id if record.id is not None else record.kind
         value = record.value
-        if isinstance(value, dict | list):  # a session's JSON: kept as the text shown
+        # a session's JSON is kept as the text shown (a tuple, not a union: quicker per message)
+        if isinstance(value, (dict, list)):
             value = value_text(value, None, None, 32)
         latest = charger.latest.get(key)
         if latest is None:

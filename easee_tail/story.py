@@ -114,7 +114,7 @@ class Meter:
 
     def reading(self, value: object, at: datetime) -> None:
         self.advance(at)
-        if isinstance(value, int | float) and not isinstance(value, bool) \
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and value == value:  # not NaN
             power = float(value)
             self._last = (power, at)

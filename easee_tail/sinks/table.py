@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 from rich.console import Group as RenderGroup
@@ -76,8 +75,9 @@ class TableSink:
         self._skip = 0  # state view: chargers scrolled past
         self._more_below = False  # state view: chargers left below the screen, last drawn
         self._backlog = backlog
-        # each record with its row's texts, made when the row is first drawn
-        self._rows: deque[list[Any]] = deque(maxlen=500)
+        self._rows: deque[Record] = deque(maxlen=500)
+        # the rows last drawn, by id(record), with their texts: a row is made once
+        self._drawn: dict[int, tuple[Record, list[tuple[str, str]]]] = {}
         self._next_draw = 0.0
         self._live = Live(
             self._render(),
@@ -90,7 +90,7 @@ class TableSink:
         self._live.start()
 
     def write(self, record: Record) -> None:
-        self._rows.append([record, None])
+        self._rows.append(record)
 
     def flush(self) -> None:
         pass
@@ -228,10 +228,13 @@ class TableSink:
             else heading[column.name].ljust(column.width)
             for column in columns)[:width], style="bold")]
         visible = max(1, self._console.size.height - _CHROME_LINES)
-        for entry in list(self._rows)[-visible:]:
-            if entry[1] is None:
-                entry[1] = _cells(entry[0], self._time_field)
-            cells = entry[1]
+        drawn, before = {}, self._drawn
+        for record in list(self._rows)[-visible:]:
+            known = before.get(id(record))
+            # (the records drawn are held in `_drawn`, so no other record has their id)
+            cells = known[1] if known is not None and known[0] is record \
+                else _cells(record, self._time_field)
+            drawn[id(record)] = (record, cells)
             line = Text(no_wrap=True, overflow="ellipsis")
             for number, column in enumerate(columns):
                 text, style = cells[column.key]
@@ -241,6 +244,7 @@ class TableSink:
                     line.append(" ")
                 line.append_text(cell)
             lines.append(line)
+        self._drawn = drawn
         return RenderGroup(*lines)
 
 
