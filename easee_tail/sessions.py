@@ -227,11 +227,10 @@ class _Rebuild:
 def sessions(records: Iterable[Record], data: StoryData) -> list[Session]:
     """Every charger's sessions, a charger at a time, in the order of its clock."""
     found: list[Session] = []
-    for charger, kept in by_charger(records).items():
+    for charger, kept in by_charger(records, data).items():
         rebuild = _Rebuild(charger, data)
         for record in kept:
-            if isinstance(record, Observation) and record.kind == "observation":
-                rebuild.feed(record)
+            rebuild.feed(record)
         found.extend(rebuild.finish())
     return found
 

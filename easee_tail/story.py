@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 
 from easee_tail.catalogue import Catalogue
@@ -49,10 +49,15 @@ class StoryData:
     endings: dict[str, frozenset[int]]  # schedule, user, circuit: reason codes
     modes: dict[str, int]  # disconnected, charging, completed, error: op mode codes
 
-    @property
+    @cached_property
     def sessions(self) -> frozenset[int]:
         """Observations each of which is an event: never "the same value again"."""
         return frozenset((self.session_start, self.session_end, self.session_signed))
+
+    @cached_property
+    def read(self) -> frozenset[int]:
+        """Every observation a story or a session's rebuilding reads."""
+        return self.states | self.tokens | {getattr(self, key) for key in _SINGLE}
 
 
 _SINGLE = ("power", "mode", "session_start", "session_end", "session_signed", "reason",
@@ -205,11 +210,15 @@ def session_text(record: Observation, data: StoryData) -> str:
     return name + " signed"
 
 
-def by_charger(records: Iterable[Record]) -> dict[str, list[Record]]:
-    """Records per charger, each list in the order of the charger's clock (stable)."""
-    chargers: dict[str, list[Record]] = {}
+def by_charger(records: Iterable[Record], data: StoryData) -> dict[str, list[Observation]]:
+    """The observations a story reads (`data.read`), per charger, each list in the order of
+    the charger's clock (stable). The others are let go as they are read: a capture is
+    mostly telemetry no story tells, and only what is kept is held in memory."""
+    chargers: dict[str, list[Observation]] = {}
+    read = data.read
     for record in records:
-        if record.charger is not None:
+        if record.id in read and record.charger is not None \
+                and isinstance(record, Observation) and record.kind == "observation":
             chargers.setdefault(record.charger, []).append(record)
     for kept in chargers.values():
         kept.sort(key=moment)
@@ -220,7 +229,7 @@ def timeline(records: Iterable[Record], data: StoryData,
              listed: Sequence[int] = ()) -> list[Change]:
     """The changes of every charger, a charger at a time; `listed`: only these ids."""
     changes = []
-    for kept in by_charger(records).values():
+    for kept in by_charger(records, data).values():
         story = Story(data)
         for record in kept:
             change = story.feed(record)
