@@ -61,6 +61,13 @@ class FleetState:
         self.chargers: dict[str, ChargerState] = {}
         self._heard: set[str] = set()  # chargers in the batch being written
         self._changed: list[Latest] = []  # values that changed in the batch being written
+        self._by_serial: list[ChargerState] = []  # sorted once a charger is new, not per redraw
+
+    def by_serial(self) -> list[ChargerState]:
+        """The chargers in the order of their serials."""
+        if len(self._by_serial) != len(self.chargers):  # chargers are added, never removed
+            self._by_serial = sorted(self.chargers.values(), key=lambda charger: charger.serial)
+        return self._by_serial
 
     def write(self, record: Record) -> None:
         serial = record.charger or "?"

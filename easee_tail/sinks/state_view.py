@@ -29,7 +29,7 @@ def state_lines(
     silent_after: float, skip: int = 0,
 ) -> list[Text]:
     """The view's lines, at most `height`, starting `skip` chargers down the list."""
-    chargers = sorted(fleet.chargers.values(), key=lambda charger: charger.serial)
+    chargers = fleet.by_serial()
     if not chargers:
         return [Text("no charger heard from yet", style="dim")]
     skip = min(skip, len(chargers) - 1)
