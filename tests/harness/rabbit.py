@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,23 +31,60 @@ USER = "easee-test"
 PASSWORD = "broker-secret-Zq81xv"  # a recognisable value: secret-leak tests look for it
 
 
+LOWEST_PORT = 10_000
+START_ATTEMPTS = 3  # a broker whose port was taken meanwhile starts again on others
+_PICK = random.Random()  # its own: a test that seeds the module's generator changes nothing here
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ports for outgoing connections begin (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free now, below the range the kernel gives outgoing
+    connections: between this pick and a server's listen (seconds, for a broker), no
+    connection the tests make can take one of them, as one did (eaddrinuse) with ports
+    the kernel picked."""
+    high = max(LOWEST_PORT + 1000, _ephemeral_low())
+    probes: list[socket.socket] = []
+    try:
+        while len(probes) < count:
+            probe = socket.socket()
+            try:
+                probe.bind(("127.0.0.1", _PICK.randrange(LOWEST_PORT, high)))
+            except OSError:
+                probe.close()
+                continue
+            probes.append(probe)  # held until all are picked: no port twice
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+class _PortTaken(Exception):
+    pass
 
 
 class RabbitBroker:
     def __init__(self, directory: Path, certs: Certificates) -> None:
         self.directory = directory
         self.certs = certs
-        self.amqp_port = free_port()
-        self.amqps_port = free_port()
-        self.dist_port = free_port()
-        self.node = f"easeetail{self.amqp_port}@localhost"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_dir = directory / "log"
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
+        self.amqp_port, self.amqps_port, self.dist_port = free_ports(3)
+        self.node = f"easeetail{self.amqp_port}@localhost"
 
     @property
     def env(self) -> dict[str, str]:
@@ -72,6 +111,23 @@ class RabbitBroker:
                 "rabbitmq-server is not installed (apt-get install rabbitmq-server); "
                 "scripts/test installs it"
             )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start(timeout)
+                return
+            except _PortTaken:
+                taken = self.log_tail()
+                self._kill()
+                if attempt == START_ATTEMPTS:
+                    raise RuntimeError(f"rabbitmq-server found a port taken {attempt} times "
+                                       f"(eaddrinuse):\n{taken}") from None
+                # its logs are kept aside, and the next attempt's begin empty
+                self.log_dir.rename(self.directory / f"log-port-taken-{attempt}")
+                (self.directory / "stdout.log").rename(
+                    self.directory / f"stdout-port-taken-{attempt}.log")
+                self._pick_ports()
+
+    def _start(self, timeout: float) -> None:
         for sub in ("home", "mnesia", "log"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         (self.directory / "enabled_plugins").write_text("[].\n")
@@ -104,17 +160,44 @@ class RabbitBroker:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self._port_taken():
+                raise _PortTaken()
             if self.process.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server exited with {self.process.returncode}:\n"
                                    + self.log_tail())
             try:
                 self.plain_connection().close()
-                return
             except pika.exceptions.AMQPError:
                 time.sleep(0.3)
+                continue
+            # the TLS listener starts beside the plain one (when its port is taken, the
+            # broker runs on without it: the log says eaddrinuse)
+            if self._listens(self.amqps_port):
+                return
+            time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"rabbitmq-server did not accept connections in {timeout:.0f} s:\n"
                            + self.log_tail())
+
+    def _port_taken(self) -> bool:
+        return any("eaddrinuse" in path.read_text(errors="replace")
+                   for path in [self.directory / "stdout.log", *self.log_dir.glob("*.log")]
+                   if path.exists())
+
+    def _listens(self, port: int) -> bool:
+        """The broker's TLS listener answers there (a handshake: not just anyone's socket)."""
+        context = ssl.create_default_context(cafile=str(self.certs.ca_file))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as raw, \
+                    context.wrap_socket(raw, server_hostname="localhost"):
+                return True
+        except OSError:  # refused, or no TLS: ssl.SSLError is an OSError
+            return False
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def log_tail(self, lines: int = 40) -> str:
         texts = []
