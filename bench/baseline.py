@@ -19,7 +19,8 @@ PREFETCH = 1000
 ACK_EVERY = 100
 
 
-def main(url: str, queue: str, ca_file: str, count: int) -> None:
+def open_channel(url: str, ca_file: str) -> tuple[pika.BlockingConnection, BlockingChannel]:
+    """A verified TLS connection to `url` and a channel with the prefetch set (row 11 too)."""
     parts = urlsplit(url)
     context = ssl.create_default_context(cafile=ca_file)
     parameters = pika.ConnectionParameters(
@@ -31,6 +32,11 @@ def main(url: str, queue: str, ca_file: str, count: int) -> None:
     connection = pika.BlockingConnection(parameters)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=PREFETCH)
+    return connection, channel
+
+
+def main(url: str, queue: str, ca_file: str, count: int) -> None:
+    connection, channel = open_channel(url, ca_file)
     seen = 0
 
     def on_message(channel: BlockingChannel, method: pika.spec.Basic.Deliver,

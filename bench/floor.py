@@ -11,35 +11,21 @@ easee-tail cannot beat it, so its ratio bounds what row 2's target may ask:
 from __future__ import annotations
 
 import os
-import ssl
 import sys
 import time
-from urllib.parse import unquote, urlsplit
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from bench.baseline import ACK_EVERY, open_channel
 from easee_tail.catalogue import load
 from easee_tail.decode import decoder
 from easee_tail.model import Delivery
 from easee_tail.sinks.jsonl import encode
 
-PREFETCH = 1000
-ACK_EVERY = 100
-
 
 def main(url: str, queue: str, ca_file: str, count: int) -> None:
-    parts = urlsplit(url)
-    context = ssl.create_default_context(cafile=ca_file)
-    parameters = pika.ConnectionParameters(
-        host=parts.hostname, port=parts.port,
-        credentials=pika.PlainCredentials(unquote(parts.username or ""),
-                                          unquote(parts.password or "")),
-        ssl_options=pika.SSLOptions(context, server_hostname=parts.hostname),
-    )
-    connection = pika.BlockingConnection(parameters)
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=PREFETCH)
+    connection, channel = open_channel(url, ca_file)
     decode = decoder(load())
     out = sys.stdout.fileno()
     lines = bytearray()

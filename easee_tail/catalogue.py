@@ -18,6 +18,7 @@ from functools import cache
 
 VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
 UNLISTED = "unlisted"  # the tag of an entry from the wider list
+REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
 _PYTHON_TYPES: dict[str, type[object]] = {
     "Double": float, "Integer": int, "Boolean": bool, "String": str}
 
@@ -44,9 +45,9 @@ class ObservationType:
 
     def __post_init__(self) -> None:
         # decode's straight line reads it: a plain scalar taken as it comes (not JSON text
-        # to parse, not 108's reversed token, a type Easee publishes)
+        # to parse, not the reversed token, a type Easee publishes)
         object.__setattr__(self, "fast", _PYTHON_TYPES.get(self.type) if (
-            not self.carries_json and self.id != 108) else None)
+            not self.carries_json and self.id != REVERSED_TOKEN_ID) else None)
         object.__setattr__(self, "labelled", bool(self.labels or self.flags))
 
     @property

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
-from easee_tail.catalogue import Catalogue, ObservationType
+from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType
 from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
 from easee_tail.times import parse_time
 
@@ -36,7 +36,6 @@ _OTHER_KINDS: dict[str, tuple[RecordKind, str]] = {
 _MISSING = object()
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
-_REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
 
 NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
 SURROGATE_NOTE = "text held a lone surrogate (not valid Unicode): replaced by U+FFFD"
@@ -206,7 +205,7 @@ def _observation(
         if declared is not None and entry.type and declared != entry.type:
             notes.append(f"body says DataType {declared}; the catalogue's {entry.type} is used")
         value = _typed(wire_value, entry, notes)
-        if observation_id == _REVERSED_TOKEN_ID and isinstance(value, str):
+        if observation_id == REVERSED_TOKEN_ID and isinstance(value, str):
             raw, value = value, value[::-1]
         name, unit, value_type, tags = entry.name, entry.unit, entry.type or declared, entry.tags
         label = entry.label(value)

@@ -243,7 +243,8 @@ def change_line(change: Change, width: int = 22) -> str:
     peak 7.4 kW)`, in local time, with what came from outside made visible."""
     local = change.at.astimezone()
     line = f"  {local:%Y-%m-%d %H:%M:%S}  {visible(change.name):<{width}} {visible(change.shown)}"
-    return f"{line}  ({was(change)})" if was(change) else line
+    context = was(change)
+    return f"{line}  ({context})" if context else line
 
 
 def was(change: Change) -> str:
@@ -288,10 +289,10 @@ class LiveStory:
         self._data = data
         self._stories: dict[str, Story] = {}
         self.changes: deque[Change] = deque(maxlen=self.KEPT)
-        self._heeded = data.states | {data.power}  # a story reads no other observation
+        self._read = data.read  # a story reads no other observation
 
     def write(self, record: Record) -> None:
-        if record.id not in self._heeded or record.charger is None:
+        if record.id not in self._read or record.charger is None:
             return
         story = self._stories.get(record.charger)
         if story is None:

@@ -227,13 +227,12 @@ class TableSink:
             heading[column.name].rjust(column.width) if column.right
             else heading[column.name].ljust(column.width)
             for column in columns)[:width], style="bold")]
-        visible = max(1, self._console.size.height - _CHROME_LINES)
+        room = max(1, self._console.size.height - _CHROME_LINES)
         drawn, before = {}, self._drawn
-        for record in list(self._rows)[-visible:]:
+        for record in list(self._rows)[-room:]:
+            # `_drawn` holds the records it names, so no other record can have their id
             known = before.get(id(record))
-            # (the records drawn are held in `_drawn`, so no other record has their id)
-            cells = known[1] if known is not None and known[0] is record \
-                else _cells(record, self._time_field)
+            cells = known[1] if known is not None else _cells(record, self._time_field)
             drawn[id(record)] = (record, cells)
             line = Text(no_wrap=True, overflow="ellipsis")
             for number, column in enumerate(columns):
