@@ -335,20 +335,22 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
     each view drawn `draws` times on a 120x40 screen (rendered to memory)."""
     from rich.console import Console
 
+    from easee_tail.captures.files import open_captures
+    from easee_tail.captures.reader import Reader, Sieve
+    from easee_tail.captures.story import LiveStory, story_data
     from easee_tail.sinks.table import StateOptions, TableSink
-    from easee_tail.source.replay import read_records
     from easee_tail.state import FleetState, groups
     from easee_tail.stats import Stats
-    from easee_tail.story import LiveStory, story_data
 
     table = load()
     fleet, story, stats = FleetState(table), LiveStory(story_data(table)), Stats()
     records = 0
-    with path.open("rb") as capture:
-        for record in read_records([(str(path), capture)], lambda _line: None):
-            for consumer in (fleet, story, stats):
-                consumer.write(record)
-            records += 1
+    reader = Reader(open_captures([str(path)], sys.stdin.buffer), Sieve(), lambda _line: None)
+    for record in reader.records():
+        for consumer in (fleet, story, stats):
+            consumer.write(record)
+        records += 1
+    reader.finish()
     fleet.flush()
     timings: dict[str, float] = {}
     for view in views:

@@ -34,7 +34,7 @@ from easee_tail.options import (
 from easee_tail.params import FiniteFloat
 
 _PATHS = click.argument("paths", metavar="[FILE]...", nargs=-1,
-                        type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+                        type=click.Path(exists=True, dir_okay=True, allow_dash=True))
 
 
 class DefaultGroup(click.Group):
@@ -144,23 +144,25 @@ def replay_command(ctx: click.Context, /, paths: tuple[str, ...], speed: float |
 def timeline_command(paths: tuple[str, ...], chargers: tuple[str, ...],
                      observations: tuple[tuple[int, ...], tuple[int, ...]],
                      since: datetime | None, until: datetime | None, time_field: str,
-                     as_json: bool) -> None:
+                     as_json: bool, as_text: bool) -> None:
     """Each charger's story from captures: what changed, when, and how long it held."""
-    from easee_tail import commands
-    commands.timeline(paths, chargers, observations, since, until, time_field, as_json)
+    from easee_tail.captures import questions
+    questions.timeline_command(paths, chargers, observations, since, until, time_field,
+                               as_json, as_text)
 
 
 @main.command("sessions", epilog=EXAMPLES["sessions"])
 @_PATHS
 @capture_options(observations=False)
 def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...],
-                     since: datetime | None, until: datetime | None, as_json: bool) -> None:
+                     since: datetime | None, until: datetime | None, as_json: bool,
+                     as_text: bool) -> None:
     """Charging sessions from captures: start, stop, energy, peak power, and how each ended.
 
     --since and --until keep the sessions that ran at some moment between them, by the
     charger's clock."""
-    from easee_tail import commands
-    commands.sessions(paths, chargers, since, until, as_json)
+    from easee_tail.captures import questions
+    questions.sessions_command(paths, chargers, since, until, as_json, as_text)
 
 
 @main.command("connection", epilog=EXAMPLES["connection"])

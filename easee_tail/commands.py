@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import click
@@ -99,7 +98,9 @@ def demo(ctx: click.Context, charger_count: int, rate: float, seed: int | None,
 
 
 def replay(paths: tuple[str, ...], speed: float | None, options: dict[str, Any]) -> None:
-    from easee_tail.source.replay import ReplaySource, open_files
+    from easee_tail.captures.files import open_captures
+    from easee_tail.captures.reader import Reader
+    from easee_tail.source.replay import ReplaySource
     env = Environment.from_process()
     reporter = Reporter(env)
     if not paths:
@@ -109,36 +110,10 @@ def replay(paths: tuple[str, ...], speed: float | None, options: dict[str, Any])
     spec = RunSpec.take(options)
     table_shown = env.stdout_isatty and not spec.output.jsonl and not spec.output.line_format
     pace = speed if speed is not None else (1.0 if table_shown else None)
-    source = ReplaySource(open_files(paths, env.stdin.buffer), pace, reporter.notice)
+    reader = Reader(open_captures(paths, env.stdin.buffer), spec.selection.sieve(),
+                    reporter.notice)
+    source = ReplaySource(reader, pace)
     consume(reporter, spec, lambda: (source, None), decoder=source.record, live=False)
-
-
-def _capture_paths(env: Environment, paths: tuple[str, ...]) -> tuple[str, ...]:
-    if not paths and env.stdin_isatty:
-        raise click.UsageError("give a FILE (or - and pipe JSON lines in)")
-    return paths
-
-
-def timeline(paths: tuple[str, ...], chargers: tuple[str, ...],
-             observations: tuple[tuple[int, ...], tuple[int, ...]], since: datetime | None,
-             until: datetime | None, time_field: str, as_json: bool) -> None:
-    from easee_tail import analyse
-    reporter = Reporter(Environment.from_process())
-    wanted, unwanted = observations
-    listed = [number for number in (wanted or sorted(analyse.story_ids()))
-              if number not in unwanted]
-    analyse.timeline(reporter.env, analyse.Reading(
-        _capture_paths(reporter.env, paths), chargers, since, until, time_field, as_json),
-        listed, reporter.warn)
-
-
-def sessions(paths: tuple[str, ...], chargers: tuple[str, ...], since: datetime | None,
-             until: datetime | None, as_json: bool) -> None:
-    from easee_tail import analyse
-    reporter = Reporter(Environment.from_process())
-    analyse.charging_sessions(reporter.env, analyse.Reading(
-        _capture_paths(reporter.env, paths), chargers, since, until, as_json=as_json),
-        reporter.warn)
 
 
 def connection(ctx: click.Context, as_json: bool, show_secrets: bool,

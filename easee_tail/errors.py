@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     QUEUE_SHARED = 10  # other consumers are attached; --allow-shared overrides
     OUTPUT = 11  # the --save file cannot be opened or written
     BROKER_CLOSED = 12  # the broker closed the connection or channel while consuming
+    NOT_A_CAPTURE = 13  # replay, timeline, sessions: nothing in the input is a record
     HANGUP = 129  # SIGHUP (the terminal went away)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
@@ -37,6 +38,12 @@ class EaseeTailError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class NotACapture(EaseeTailError):
+    """Lines were read and not one of them is a record easee-tail wrote."""
+
+    exit_code = ExitCode.NOT_A_CAPTURE
 
 
 class MissingPassword(EaseeTailError):

@@ -20,7 +20,7 @@ from easee_tail.defaults import DEFAULT_API_URL, DEFAULT_PREFETCH, HEARTBEAT
 from easee_tail.errors import SECRETS
 from easee_tail.filters import Condition, split_negated, split_values
 from easee_tail.model import RECORD_FIELDS
-from easee_tail.params import Duration, FiniteFloat, Moment
+from easee_tail.params import Duration, FiniteFloat, Moment, Rotate
 from easee_tail.sinks import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
 from easee_tail.text import visible
@@ -242,7 +242,11 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
                           "lines' fields ('{time} {charger} {name} {shown}') or a preset: "
                           + ", ".join(PRESETS) + "; jsonl is --jsonl."),
         click.option("-w", "--save", "save_path", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Also append JSON lines to FILE (created 0600)."),
+                     help="Also append JSON lines to FILE (created 0600); FILE.gz or FILE.zst "
+                          "compresses (a new file)."),
+        click.option("--rotate", type=Rotate(),
+                     help="With --save: a new file once the current one is SIZE (100MB) or "
+                          "DURATION (1h) old, each named with the time of its first line."),
         click.option("--fsync", is_flag=True,
                      help="fsync the --save file before each acknowledgement (durable, slower)."),
         _CHARGER_OPTION,
@@ -374,6 +378,9 @@ def capture_options(observations: bool) -> Callable[[Callable[..., Any]], Callab
                    _SINCE_OPTION, _UNTIL_OPTION,
                    click.option("--json", "as_json", is_flag=True,
                                 help="JSON lines, also on a terminal."),
+                   click.option("--text", "as_text", is_flag=True,
+                                help="The terminal's layout, also in a pipe or a file "
+                                     "(no colour): for less or a report."),
                    debug_option]
         for option in reversed(options):
             function = option(function)

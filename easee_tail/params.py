@@ -55,6 +55,46 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click
         return "DURATION"
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)\s*$")
+_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KiB": 2**10, "kiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+class Rotate(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5 on
+    """--rotate: a size with its unit (100MB, 1GiB) or a duration (1h): (bytes, seconds),
+    one of them None."""
+
+    name = "rotate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> tuple[int | None, float | None]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        size = _SIZE.match(text)
+        if size is not None:
+            number, unit = size.groups()
+            if unit not in _UNITS:
+                self.fail(f"{text!r}: give the size's unit as B, kB, MB, GB, KiB, MiB or GiB",
+                          param, ctx)
+            count = int(float(number) * _UNITS[unit])
+            if count < 4096:
+                self.fail(f"{text!r} is too small for a file of lines (4 kB at least)", param,
+                          ctx)
+            return count, None
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            self.fail(f"{text!r} is neither a size (100MB, 1GiB) nor a duration (1h, 30m)",
+                      param, ctx)
+        if not math.isfinite(seconds) or seconds < 1:
+            self.fail(f"{text!r} must be a second or longer", param, ctx)
+        return None, seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SIZE|DURATION"
+
+
 class FiniteFloat(click.FloatRange):
     """A FloatRange that also refuses NaN and the infinities (which pass its comparisons
     or its bounds in ways that mean nothing)."""

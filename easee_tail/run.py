@@ -19,6 +19,8 @@ from typing import Any
 import click
 
 from easee_tail import catalogue
+from easee_tail.captures.reader import Sieve
+from easee_tail.captures.story import LiveStory, story_data
 from easee_tail.decode import decoder as table_decoder
 from easee_tail.errors import EaseeTailError, ExitCode, Interrupted
 from easee_tail.filters import (
@@ -35,12 +37,12 @@ from easee_tail.model import Delivery, Record
 from easee_tail.pipeline import Ending, Limits, run
 from easee_tail.reporter import Reporter
 from easee_tail.sinks import Sink
+from easee_tail.sinks.capture import CaptureSink, Rotation, compression_for
 from easee_tail.sinks.jsonl import JsonlSink, LineEncoder, encode
 from easee_tail.sinks.template import Template
 from easee_tail.source import Source
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import FilterNotice, Stats, StatsLines, Tally
-from easee_tail.story import LiveStory, story_data
 
 # SIGINT, SIGTERM, SIGHUP: 128 + the number, as shells report them. SIGPIPE means the reader
 # went away, which is how `| head` ends: 0, as when a write finds the pipe closed.
@@ -58,6 +60,7 @@ class Output:
     line_format: Template | str | None = None  # a template, or "jsonl"
     save_path: str | None = None
     fsync: bool = False
+    rotate: tuple[int | None, float | None] | None = None  # (bytes, seconds)
     stats_interval: float | None = None
     view: str = "stream"
     time_column: str = "received"
@@ -84,6 +87,13 @@ class Selection:
             tuple(chargers), tuple(not_chargers), self.observations[0],
             self.observations[1], tuple(tags), tuple(not_tags), self.where, self.since,
             self.until, TIME_FIELDS[self.time_field])
+
+    def sieve(self) -> Sieve:
+        """What a capture's bytes are looked at for before its lines are parsed."""
+        chargers, _not_chargers = split_negated(self.chargers)
+        return Sieve(tuple(chargers), frozenset(self.observations[0]) or None,
+                     None if self.since is None else self.since.timestamp(),
+                     None if self.until is None else self.until.timestamp())
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,15 @@ def _frozen(value: object) -> object:
     return tuple(value) if isinstance(value, list) else value
 
 
+def _save_sink(out: Output, encoder: Callable[[Record], bytes]) -> Sink:
+    """The --save file: plain and appended to, or compressed or rotated (sinks/capture.py)."""
+    assert out.save_path is not None
+    if out.rotate is None and not compression_for(out.save_path):
+        return JsonlSink.open_file(out.save_path, encoder, fsync=out.fsync)
+    rotation = None if out.rotate is None else Rotation(*out.rotate)
+    return CaptureSink(out.save_path, encoder, out.fsync, rotation)
+
+
 def consume(
     reporter: Reporter, spec: RunSpec, open_source: Callable[[], tuple[Source, int | None]],
     decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
@@ -128,6 +147,8 @@ def consume(
     out, selection, ends = spec.output, spec.selection, spec.ends
     if out.fsync and not out.save_path:
         raise click.UsageError("--fsync goes with --save")
+    if out.rotate and not out.save_path:
+        raise click.UsageError("--rotate goes with --save")
     reporter.stop.install()
     duration = ends.duration
     if selection.until is not None and live:  # a live stream also ends at that time
@@ -156,7 +177,7 @@ def consume(
     keys: Keys | None = None
     try:
         if out.save_path:
-            sinks.append(JsonlSink.open_file(out.save_path, encoder, fsync=out.fsync))
+            sinks.append(_save_sink(out, encoder))
         source, backlog = open_source()
         if tally is not None and removes:
             reporter.info(f"filters on ({tally.filters}): messages that do not match are "

@@ -21,6 +21,7 @@ from rich.console import Group as RenderGroup
 from rich.live import Live
 from rich.text import Text
 
+from easee_tail.captures.story import LiveStory, was
 from easee_tail.format import (
     display_ago,
     display_latency,
@@ -34,7 +35,6 @@ from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import FleetState, Group
 from easee_tail.stats import Stats
-from easee_tail.story import LiveStory, was
 from easee_tail.text import plural, visible
 
 REDRAWS_PER_SECOND = 5

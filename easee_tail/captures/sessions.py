@@ -19,15 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
+from easee_tail.captures.story import Meter, StoryData, moment
+from easee_tail.captures.story import field as key
 from easee_tail.format import span
-from easee_tail.model import Observation, Record
-from easee_tail.story import Meter, StoryData, by_charger, moment
-from easee_tail.story import field as key
+from easee_tail.model import Observation
 from easee_tail.text import visible
 from easee_tail.times import parse_time
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 MERGE_WITHIN = 600.0  # seconds: a 129 this close to an ending already seen fills it in
 
@@ -224,10 +226,11 @@ class _Rebuild:
             session.energy_kwh = round(self.meter.kwh, 4)
 
 
-def sessions(records: Iterable[Record], data: StoryData) -> list[Session]:
-    """Every charger's sessions, a charger at a time, in the order of its clock."""
+def sessions(chargers: dict[str, list[Observation]], data: StoryData) -> list[Session]:
+    """Every charger's sessions (records as `story.in_order` gives them), a charger at a
+    time, in the order of its clock."""
     found: list[Session] = []
-    for charger, kept in by_charger(records, data).items():
+    for charger, kept in chargers.items():
         rebuild = _Rebuild(charger, data)
         for record in kept:
             rebuild.feed(record)
@@ -240,6 +243,7 @@ def _local(moment: datetime | None) -> str:
 
 
 def table(found: Iterable[Session]) -> Table:
+    from rich.table import Table
     view = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", expand=False)
     for name, right in (("charger", False), ("id", True), ("start", False), ("stop", False),
                         ("lasted", True), ("kWh", True), ("peak kW", True), ("token", False),

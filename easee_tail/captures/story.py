@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property
@@ -210,28 +210,36 @@ def session_text(record: Observation, data: StoryData) -> str:
     return name + " signed"
 
 
-def by_charger(records: Iterable[Record], data: StoryData) -> dict[str, list[Observation]]:
-    """The observations a story reads (`data.read`), per charger, each list in the order of
-    the charger's clock (stable). The others are let go as they are read: a capture is
-    mostly telemetry no story tells, and only what is kept is held in memory."""
+def kept(records: Iterable[Record], data: StoryData,
+         keep: Callable[[Record], bool] | None = None) -> dict[str, list[Observation]]:
+    """The observations a story reads (`data.read`) that `keep` keeps, per charger, in the
+    order read. The others are let go as they are read: a capture is mostly telemetry no
+    story tells, and only what is kept is held in memory."""
     chargers: dict[str, list[Observation]] = {}
     read = data.read
     for record in records:
         if record.id in read and record.charger is not None \
-                and isinstance(record, Observation) and record.kind == "observation":
+                and isinstance(record, Observation) and record.kind == "observation" \
+                and (keep is None or keep(record)):
             chargers.setdefault(record.charger, []).append(record)
-    for kept in chargers.values():
-        kept.sort(key=moment)
+    return chargers
+
+
+def in_order(chargers: dict[str, list[Observation]]) -> dict[str, list[Observation]]:
+    """Each charger's list in the order of its clock (stable), the chargers by serial."""
+    for records in chargers.values():
+        records.sort(key=moment)
     return dict(sorted(chargers.items()))
 
 
-def timeline(records: Iterable[Record], data: StoryData,
+def timeline(chargers: dict[str, list[Observation]], data: StoryData,
              listed: Sequence[int] = ()) -> list[Change]:
-    """The changes of every charger, a charger at a time; `listed`: only these ids."""
+    """The changes of every charger (`in_order`), a charger at a time; `listed`: only
+    these ids."""
     changes = []
-    for kept in by_charger(records, data).values():
+    for records in chargers.values():
         story = Story(data)
-        for record in kept:
+        for record in records:
             change = story.feed(record)
             if change is not None and (not listed or change.id in listed):
                 changes.append(change)

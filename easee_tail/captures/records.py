@@ -1,0 +1,77 @@
+"""A capture's line as a record: JSON lines easee-tail wrote (--save, or any of its JSONL)
+read back into the Observation or ErrorRecord they were written from, checked field by
+field, so that a line from elsewhere is refused with a reason rather than half-read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from sys import intern
+from typing import Any
+
+from easee_tail.model import ErrorRecord, Observation, Record
+from easee_tail.times import parse_time
+
+_OBSERVATION_FIELDS = [field.name for field in fields(Observation)]
+_ERROR_FIELDS = [field.name for field in fields(ErrorRecord)]
+_TIMES = ("timestamp", "arrival", "received")
+_REPEATED = ("kind", "name", "unit", "label", "type")
+
+
+class NotARecord(ValueError):
+    pass
+
+
+_TEXT, _NUMBER, _INTEGER, _LIST = (str,), (int, float), (int,), (list,)
+# What each field of a line easee-tail wrote can hold (None aside, where the schema allows
+# it); `value` and an observation's `raw` hold anything.
+_SHAPES: dict[str, tuple[tuple[type, ...], bool]] = {  # field: (types, may be null)
+    "kind": (_TEXT, False), "charger": (_TEXT, True), "id": (_INTEGER, True),
+    "name": (_TEXT, False), "unit": (_TEXT, True), "label": (_TEXT, True),
+    "type": (_TEXT, True), "tags": (_LIST, True), "timestamp": (_TEXT, True),
+    "arrival": (_TEXT, True), "received": (_TEXT, False), "latency_ms": (_NUMBER, True),
+    "routing_key": (_TEXT, False), "redelivered": ((bool,), False), "notes": (_LIST, True),
+    "error": (_TEXT, False), "raw_encoding": (_TEXT, False), "headers": ((dict,), False),
+}
+
+
+def _check_shapes(values: dict[str, Any], error: bool) -> None:
+    for name, value in values.items():
+        shape = _SHAPES.get(name)
+        if shape is None or (name == "raw" and not error):
+            continue
+        types, nullable = shape
+        if value is None and nullable:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise NotARecord(f"field {name!r} holds {type(value).__name__}, "
+                             f"not {' or '.join(kind.__name__ for kind in types)}")
+    if error and not isinstance(values.get("raw"), str):
+        raise NotARecord("field 'raw' of an error record is not text")
+    for name in ("tags", "notes"):
+        if not all(isinstance(item, str) for item in values.get(name) or ()):
+            raise NotARecord(f"field {name!r} holds something other than text")
+
+
+def record_from_json(data: Any) -> Record:
+    if not isinstance(data, dict):
+        raise NotARecord("not a JSON object")
+    names = _ERROR_FIELDS if data.get("kind") == "error" else _OBSERVATION_FIELDS
+    missing = [name for name in names if name not in data]
+    if missing:
+        raise NotARecord(f"not an easee-tail record (no {', '.join(missing[:3])})")
+    values = {name: data[name] for name in names}
+    _check_shapes(values, names is _ERROR_FIELDS)
+    for name in _TIMES:
+        if name in values and values[name] is not None:
+            values[name] = parse_time(values[name])
+    if values["received"] is None:
+        raise NotARecord("no valid received time")
+    if names is _ERROR_FIELDS:
+        return ErrorRecord(**values)
+    values["tags"] = tuple(intern(tag) for tag in values["tags"] or ())
+    values["notes"] = list(values["notes"] or [])
+    for name in _REPEATED:  # the same few texts on every line: one copy each, for the views
+        if values[name] is not None:
+            values[name] = intern(values[name])
+    return Observation(**values)
