@@ -110,10 +110,16 @@ def replay(paths: tuple[str, ...], speed: float | None, options: dict[str, Any])
     spec = RunSpec.take(options)
     table_shown = env.stdout_isatty and not spec.output.jsonl and not spec.output.line_format
     pace = speed if speed is not None else (1.0 if table_shown else None)
-    reader = Reader(open_captures(paths, env.stdin.buffer), spec.selection.sieve(),
-                    reporter.notice)
-    source = ReplaySource(reader, pace)
-    consume(reporter, spec, lambda: (source, None), decoder=source.record, live=False)
+    sources: list[ReplaySource] = []
+
+    def open_source() -> tuple[Source, None]:
+        reader = Reader(open_captures(paths, env.stdin.buffer), spec.selection.sieve(),
+                        reporter.notice, count_lines=True)
+        sources.append(ReplaySource(reader, pace))
+        return sources[0], None
+
+    consume(reporter, spec, open_source, decoder=lambda delivery: sources[0].record(delivery),
+            live=False, passed_over=lambda: sources[0].passed_over() if sources else 0)
 
 
 def connection(ctx: click.Context, as_json: bool, show_secrets: bool,

@@ -23,7 +23,8 @@ class ExitCode(IntEnum):
     QUEUE_SHARED = 10  # other consumers are attached; --allow-shared overrides
     OUTPUT = 11  # the --save file cannot be opened or written
     BROKER_CLOSED = 12  # the broker closed the connection or channel while consuming
-    NOT_A_CAPTURE = 13  # replay, timeline, sessions: nothing in the input is a record
+    NOT_A_CAPTURE = 13  # replay, timeline, sessions: nothing in the input is a record, or
+    # the input cannot be read
     HANGUP = 129  # SIGHUP (the terminal went away)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM

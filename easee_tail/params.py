@@ -56,7 +56,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic from click
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)\s*$")
-_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+_SIZE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KiB": 2**10, "kiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
@@ -74,10 +74,10 @@ class Rotate(click.ParamType):  # type: ignore[type-arg]  # generic from click 8
         size = _SIZE.match(text)
         if size is not None:
             number, unit = size.groups()
-            if unit not in _UNITS:
+            if unit not in _SIZE_UNITS:
                 self.fail(f"{text!r}: give the size's unit as B, kB, MB, GB, KiB, MiB or GiB",
                           param, ctx)
-            count = int(float(number) * _UNITS[unit])
+            count = int(float(number) * _SIZE_UNITS[unit])
             if count < 4096:
                 self.fail(f"{text!r} is too small for a file of lines (4 kB at least)", param,
                           ctx)

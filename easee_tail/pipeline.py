@@ -138,12 +138,12 @@ def run(
                         if remaining is not None:
                             remaining -= 1
                     elif tally is not None:
-                        tally.filtered += 1
+                        tally.removed += 1
                     handed = index + 1
                     if remaining == 0 or handed == backlog:
                         break
                 if tally is not None:
-                    tally.received += handed
+                    tally.taken += handed
                 try:
                     for sink in sinks:
                         sink.flush()

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from easee_tail import catalogue
-from easee_tail.captures.reader import Sieve
+from easee_tail.captures.reader import CLOCK_SLACK, Sieve
 from easee_tail.captures.story import LiveStory, story_data
 from easee_tail.decode import decoder as table_decoder
 from easee_tail.errors import EaseeTailError, ExitCode, Interrupted
@@ -91,9 +91,15 @@ class Selection:
     def sieve(self) -> Sieve:
         """What a capture's bytes are looked at for before its lines are parsed."""
         chargers, _not_chargers = split_negated(self.chargers)
+        # received >= arrival >= (mostly) the device's time: a record of the window was
+        # received after its start (less a clock running ahead); but how long after its end
+        # it came has no bound (a backlog, a replay of old values), so only a window on the
+        # received clock ends the reading
+        received = self.time_field == "received"
+        slack = 0.0 if self.time_field in ("received", "arrival") else CLOCK_SLACK
         return Sieve(tuple(chargers), frozenset(self.observations[0]) or None,
-                     None if self.since is None else self.since.timestamp(),
-                     None if self.until is None else self.until.timestamp())
+                     None if self.since is None else self.since.timestamp() - slack,
+                     None if self.until is None or not received else self.until.timestamp())
 
 
 @dataclass(frozen=True)
@@ -139,10 +145,11 @@ def _save_sink(out: Output, encoder: Callable[[Record], bytes]) -> Sink:
 def consume(
     reporter: Reporter, spec: RunSpec, open_source: Callable[[], tuple[Source, int | None]],
     decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
-    removes: bool = False,
+    removes: bool = False, passed_over: Callable[[], int] | None = None,
 ) -> None:
     """Run the pipeline as `spec` says, on the source `open_source` opens (with the number
-    of messages waiting, if it knows); `removes`: what it acknowledges leaves a real queue."""
+    of messages waiting, if it knows); `removes`: what it acknowledges leaves a real queue;
+    `passed_over`: how many lines a capture's reader has not parsed (filtered out)."""
     env = reporter.env
     out, selection, ends = spec.output, spec.selection, spec.ends
     if out.fsync and not out.save_path:
@@ -165,6 +172,8 @@ def consume(
             reporter.warn(f"--charger {serial!r} cannot be an Easee serial (two letters, "
                           "then six letters or digits, like EH123456): it matches no charger")
     tally = Tally(filters.describe(table.get), removes) if keep is not None else None
+    if tally is not None and passed_over is not None:
+        tally.passed_over = passed_over
     sinks: list[Sink] = []
     source: Source | None = None
     stats: Stats | None = None

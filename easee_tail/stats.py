@@ -35,8 +35,19 @@ class Tally:
 
     filters: str  # the active filters, for people
     removes: bool = False  # what is filtered out is acknowledged, so it leaves a real queue
-    received: int = 0
-    filtered: int = 0
+    taken: int = 0  # deliveries the loop took from the source
+    removed: int = 0  # of those, the ones the filters removed
+    # lines of a capture that its reader passed over without parsing (no filter could keep
+    # them): received and filtered out too
+    passed_over: Callable[[], int] = lambda: 0
+
+    @property
+    def received(self) -> int:
+        return self.taken + self.passed_over()
+
+    @property
+    def filtered(self) -> int:
+        return self.removed + self.passed_over()
 
     @property
     def fate(self) -> str:

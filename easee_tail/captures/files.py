@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from easee_tail.errors import NotACapture
+
 BLOCK = 1 << 22  # bytes read at a time: large enough for the scan to run at memory speed
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -194,11 +196,12 @@ def capture_paths(paths: Sequence[str]) -> list[str]:
 
 def open_captures(paths: Sequence[str], stdin: BinaryIO) -> list[Capture]:
     opened: list[Capture] = []
+    path = ""
     try:
         for path in capture_paths(paths):
             opened.append(open_capture(path, stdin))
-    except OSError:
+    except OSError as problem:
         for capture in opened:
             capture.close()
-        raise
+        raise NotACapture(f"cannot read {path}: {problem.strerror}") from None
     return opened

@@ -24,7 +24,7 @@ from easee_tail.captures.files import open_captures
 from easee_tail.captures.progress import progress
 from easee_tail.captures.reader import Reader, Sieve
 from easee_tail.environment import Environment
-from easee_tail.errors import NotACapture
+from easee_tail.errors import EaseeTailError, NotACapture
 from easee_tail.filters import TIME_FIELDS, FilterSpec, build_filter, split_negated
 
 
@@ -50,7 +50,10 @@ def _ask(env: Environment, reading: Reading, data: story.StoryData,
     ends the reading)."""
     wanted, unwanted = split_negated(reading.chargers)
     keep = build_filter(FilterSpec(chargers=tuple(wanted), not_chargers=tuple(unwanted)))
-    until = reading.until.timestamp() if reading.until and until_ends_reading else None
+    # only a window on the received clock ends the reading: a record can come any time
+    # after its charger's or the cloud's moment (a backlog, a replay of old values)
+    until = reading.until.timestamp() if reading.until and until_ends_reading \
+        and reading.time_field == "received" else None
     captures = open_captures(reading.paths or ("-",), env.stdin.buffer)
     with progress(env, captures, "reading") as advance:
         reader = Reader(captures, Sieve(tuple(wanted), data.read, None, until, unnamed=False),
@@ -159,15 +162,21 @@ def timeline_command(paths: tuple[str, ...], chargers: tuple[str, ...],
     wanted, unwanted = observations
     listed = [number for number in (wanted or sorted(story_ids()))
               if number not in unwanted]
-    timeline(reporter.env, Reading(
-        _capture_paths(reporter.env, paths, as_json, as_text), chargers, since, until,
-        time_field, as_json, as_text), listed, reporter.warn)
+    reading = Reading(_capture_paths(reporter.env, paths, as_json, as_text), chargers, since,
+                      until, time_field, as_json, as_text)
+    try:
+        timeline(reporter.env, reading, listed, reporter.warn)
+    except EaseeTailError as problem:
+        reporter.fail(problem.message, problem.exit_code)
 
 
 def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...], since: datetime | None,
              until: datetime | None, as_json: bool, as_text: bool) -> None:
     from easee_tail.reporter import Reporter
     reporter = Reporter(Environment.from_process())
-    charging_sessions(reporter.env, Reading(
-        _capture_paths(reporter.env, paths, as_json, as_text), chargers, since, until,
-        as_json=as_json, as_text=as_text), reporter.warn)
+    reading = Reading(_capture_paths(reporter.env, paths, as_json, as_text), chargers, since,
+                      until, as_json=as_json, as_text=as_text)
+    try:
+        charging_sessions(reporter.env, reading, reporter.warn)
+    except EaseeTailError as problem:
+        reporter.fail(problem.message, problem.exit_code)

@@ -15,8 +15,10 @@ the filters decide on the parsed record as they always do.
   easee-tail and `jq -c` write them) is always let through.
 - Time (`--since`/`--until` judged on a clock that follows the receive order): a plain file
   is entered by a binary search on its lines' received times, and left at the first block
-  past the window. Captures are written in receive order; a window on the charger's own
-  clock allows for `CLOCK_SLACK` of skew.
+  past the window. Captures are written in receive order. The caller turns its window into
+  received times: one on the charger's clock starts `CLOCK_SLACK` earlier (a clock may run
+  ahead), and only one on the received clock has an end to stop at (a message may come
+  any time after its charger sent it: a backlog, a replay of old values).
 
 The first line of every file is always parsed, so that a file which is no capture is told
 as such even when nothing in it would pass the sieve. Lines that are not records are
@@ -52,8 +54,8 @@ class Sieve:
 
     chargers: tuple[str, ...] = ()  # the serial patterns wanted (none: every charger)
     ids: frozenset[int] | None = None  # the observation ids wanted (None: every id)
-    since: float | None = None  # epoch seconds, on the received clock: lines before it
-    until: float | None = None  # and after it are not read where the file allows
+    since: float | None = None  # epoch seconds, on the received clock: lines received
+    until: float | None = None  # before or after are not read where the file allows
     unnamed: bool = True  # also the lines that filters keep whatever they ask for (a line
     # with no charger, an error record): a replay shows them; a story tells none of them
 
@@ -152,6 +154,7 @@ def _told(skip: Skip) -> str:
 class Tally:
     records: int = 0  # lines read as records
     lines_seen: int = 0  # lines parsed (records or not)
+    lines: int = 0  # lines in the blocks read (counted only where asked: `count_lines`)
 
 
 class Reader:
@@ -161,10 +164,11 @@ class Reader:
     def __init__(self, captures: Sequence[Capture], sieve: Sieve,
                  warn: Callable[[str], None],
                  advance: Callable[[int], None] | None = None,
-                 share: tuple[int, int] | None = None) -> None:
+                 share: tuple[int, int] | None = None, count_lines: bool = False) -> None:
         """`advance` is told how many bytes of the files each block took (for progress);
         `share` (i, n): parse only the lines of the chargers that fall to share i of n
-        (see split.py), and of the lines that name none, only in share 0."""
+        (see split.py), and of the lines that name none, only in share 0; `count_lines`:
+        count the lines of every block, those the sieve passes over too (replay's tally)."""
         self.captures = captures
         self.sieve = sieve
         self.warn = warn
@@ -173,6 +177,7 @@ class Reader:
         self.advance = advance
         self._finders = sieve.finders()
         self._share = share
+        self._count_lines = count_lines
 
     def records(self) -> Iterator[Record]:
         for record, _line in self.lines():
@@ -198,6 +203,8 @@ class Reader:
             if sieve.until is not None and _starts_after(buffer, low, high, sieve.until):
                 return
             place.block(buffer, low)
+            if self._count_lines:
+                self.tally.lines += _newlines(buffer, low, high)
             if not checked:
                 checked = True
                 end = _line_end(buffer, low, high)
@@ -214,7 +221,7 @@ class Reader:
                     at += len(line) + 1
             else:
                 yield from self._sieved(place, buffer, low, high, finders)
-            place.done(buffer, low, high)
+            place.done(high)
 
     def _sieved(self, place: _Place, buffer: bytes | mmap.mmap, low: int, high: int,
                 finders: list[Finder]) -> Iterator[tuple[Record, bytes]]:
@@ -248,6 +255,10 @@ class Reader:
         self.tally.records += 1
         return record, line
 
+    def passed_over(self) -> int:
+        """Lines counted that were never parsed (the sieve let them pass)."""
+        return max(0, self.tally.lines - self.tally.lines_seen) if self._count_lines else 0
+
     def finish(self) -> None:
         """The summary of what was skipped, once everything is read."""
         summary = self.skips.summary()
@@ -265,6 +276,12 @@ def _mine(line: bytes, share: int, shares: int) -> bool:
         return share == 0
     begin += 11
     return zlib.crc32(line[begin:line.find(b'"', begin)].upper()) % shares == share
+
+
+def _newlines(buffer: Buffer, low: int, high: int) -> int:
+    if isinstance(buffer, bytes):
+        return buffer.count(b"\n", low, high)
+    return buffer[low:high].count(b"\n")  # a map has no count: a block's copy
 
 
 def _line_end(buffer: bytes | mmap.mmap, at: int, high: int) -> int:
@@ -289,15 +306,16 @@ class _Place:
     def block(self, buffer: bytes | mmap.mmap, low: int) -> None:
         self._buffer, self._low = buffer, low
 
-    def done(self, buffer: bytes | mmap.mmap, low: int, high: int) -> None:
+    def done(self, high: int) -> None:
+        """The block (from where `block` said) is read up to `high`."""
         if not self.mapped:
-            self._lines += buffer.count(b"\n", low, high)  # type: ignore[union-attr]
+            self._lines += _newlines(self._buffer, self._low, high)
 
     def number(self, at: int) -> int:
         """The number of the line that starts at `at` in the current block."""
         buffer = self._buffer
         if not self.mapped:
-            return self._lines + buffer.count(b"\n", self._low, at) + 1  # type: ignore[union-attr]
+            return self._lines + _newlines(buffer, self._low, at) + 1
         for begin in range(self._counted_to, at, 1 << 22):
             self._lines += buffer[begin:min(at, begin + (1 << 22))].count(b"\n")
         self._counted_to = max(self._counted_to, at)
@@ -314,18 +332,18 @@ def received_at(line: bytes) -> float | None:
 
 
 def _starts_after(buffer: bytes | mmap.mmap, low: int, high: int, until: float) -> bool:
-    """Whether the block's first line was received after `until` (and the slack): then
-    nothing from here on is in the window."""
+    """Whether the block's first line was received after `until`: then nothing from here
+    on is in the window."""
     first = received_at(buffer[low:_line_end(buffer, low, high)])
-    return first is not None and first > until + CLOCK_SLACK
+    return first is not None and first > until
 
 
 def _first_at(capture: Capture, since: float) -> int:
-    """The offset of a line at or before the first one received at `since` (less the
-    slack): a binary search on the lines' received times. Lines with no readable time are
-    stepped over; when nothing can be judged, 0."""
+    """The offset of a line at or before the first one received at `since`: a binary search
+    on the lines' received times. Lines with no readable time are stepped over; when
+    nothing can be judged, 0."""
     stream, size = capture.stream, capture.size or 0
-    target = since - CLOCK_SLACK
+    target = since
     low, high = 0, size  # the line at `low` is before the target, or the file's start
     while high - low > 1 << 16:
         middle = (low + high) // 2

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from easee_tail.captures.reader import Reader
+from easee_tail.errors import NotACapture
 from easee_tail.model import Delivery, Record
 from easee_tail.source import IDLE_TICK
 
@@ -61,6 +62,15 @@ class ReplaySource:
                 batch = []
         if batch:
             yield batch
+        reader = self._reader
+        if reader.tally.records == 0 and reader.skips.count:
+            names = ", ".join(capture.name for capture in reader.captures)
+            raise NotACapture(f"nothing in {names} is an easee-tail record "
+                              f"({reader.skips.count:,} lines skipped)")
+
+    def passed_over(self) -> int:
+        """Lines the reader's sieve let pass without parsing (no filter would keep them)."""
+        return self._reader.passed_over()
 
     def ack_through(self, tag: int) -> None:
         pass  # a file has nothing to acknowledge
