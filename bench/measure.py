@@ -329,6 +329,21 @@ def fleet_capture(path: Path, chargers: int, minutes: float, seed: int = 5) -> i
     return lines
 
 
+def fleet_lines(path: Path, chargers: int, lines: int, seed: int = 7) -> None:
+    """A capture of `lines` JSON lines of a fleet of `chargers` in simulated time 3600 times
+    the clock's (as `easee-tail demo --time-scale 3600`: sessions, trouble, telemetry), for
+    a demo larger than `demo --chargers` allows."""
+    fleet = Fleet(chargers, seed=seed, time_scale=3600.0)
+    table = load()
+    with path.open("wb") as out:
+        for count, (moment, message) in enumerate(fleet.messages(time.time(), 1_000_000.0)):
+            if count >= lines:
+                break
+            record = decode(Delivery(message.routing_key, message.body, message.headers,
+                                     message.received or moment, False, 0), table)
+            out.write(encode(record))
+
+
 def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeline"),
                   draws: int = 30) -> FleetView:
     """Row 10's redraw times: the capture fed to the table's sinks in this process, then

@@ -50,3 +50,19 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
     assert result_json["machine"]["rabbitmq"]
+
+
+def test_bench_captures_prints_every_row_and_writes_json(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.captures", "--lines", "3000", "--chargers", "20",
+         "--rounds", "1", "--rss-lines", "3000", "--rss-chargers", "50",
+         "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=clean_env(), cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("C")]
+    assert rows == ["C1", "C2", "C3", "C4", "C5"]
+    saved = json.loads(next(tmp_path.glob("*-captures.json")).read_text())
+    assert [row["number"] for row in saved["rows"]] == rows
+    assert all(row["seconds"] > 0 and row["yardstick_seconds"] > 0 for row in saved["rows"])
