@@ -35,15 +35,22 @@ _SHAPES: dict[str, tuple[tuple[type, ...], bool]] = {  # field: (types, may be n
 }
 
 
+def _checks(names: list[str]) -> list[tuple[str, frozenset[type]]]:
+    """Each field's exact types, null among them where allowed: orjson gives exact builtin
+    types (a bool is never an int there), so a set lookup decides what isinstance would."""
+    return [(name, frozenset((*_SHAPES[name][0], *((type(None),) if _SHAPES[name][1]
+                                                      else ()))))
+            for name in names if name in _SHAPES]
+
+
+_CHECKS = {False: _checks(_OBSERVATION_FIELDS), True: _checks(_ERROR_FIELDS)}
+
+
 def _check_shapes(values: dict[str, Any], error: bool) -> None:
-    for name, value in values.items():
-        shape = _SHAPES.get(name)
-        if shape is None or (name == "raw" and not error):
-            continue
-        types, nullable = shape
-        if value is None and nullable:
-            continue
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+    for name, allowed in _CHECKS[error]:
+        value = values[name]
+        if type(value) not in allowed:
+            types = _SHAPES[name][0]
             raise NotARecord(f"field {name!r} holds {type(value).__name__}, "
                              f"not {' or '.join(kind.__name__ for kind in types)}")
     if error and not isinstance(values.get("raw"), str):
@@ -57,10 +64,11 @@ def record_from_json(data: Any) -> Record:
     if not isinstance(data, dict):
         raise NotARecord("not a JSON object")
     names = _ERROR_FIELDS if data.get("kind") == "error" else _OBSERVATION_FIELDS
-    missing = [name for name in names if name not in data]
-    if missing:
-        raise NotARecord(f"not an easee-tail record (no {', '.join(missing[:3])})")
-    values = {name: data[name] for name in names}
+    try:
+        values = {name: data[name] for name in names}
+    except KeyError:
+        missing = [name for name in names if name not in data]
+        raise NotARecord(f"not an easee-tail record (no {', '.join(missing[:3])})") from None
     _check_shapes(values, names is _ERROR_FIELDS)
     for name in _TIMES:
         if name in values and values[name] is not None:

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from easee_tail.captures.story import Meter, StoryData, moment
+from easee_tail.captures.story import Chargers, Heard, Meter, StoryData, moment
 from easee_tail.captures.story import field as key
 from easee_tail.format import span
-from easee_tail.model import Observation
 from easee_tail.text import visible
 from easee_tail.times import parse_time
 
@@ -87,7 +86,7 @@ class _Rebuild:
         self.meter = Meter()  # since the open session began
         self.asked: datetime | None = None  # when authorisation was last asked for
 
-    def feed(self, record: Observation) -> None:
+    def feed(self, record: Heard) -> None:
         data, at, value = self.data, moment(record), record.value
         number = record.id
         if number == data.power:
@@ -167,7 +166,7 @@ class _Rebuild:
         elif code in endings["circuit"] and label not in session.limits:
             session.limits.append(label)
 
-    def _reported(self, record: Observation, at: datetime) -> None:
+    def _reported(self, record: Heard, at: datetime) -> None:
         value = record.value
         start = parse_time(key(value, "Start"))
         stop = parse_time(key(value, "Stop")) or at
@@ -226,14 +225,17 @@ class _Rebuild:
             session.energy_kwh = round(self.meter.kwh, 4)
 
 
-def sessions(chargers: dict[str, list[Observation]], data: StoryData) -> list[Session]:
+def sessions(chargers: Chargers, data: StoryData) -> list[Session]:
     """Every charger's sessions (records as `story.in_order` gives them), a charger at a
     time, in the order of its clock."""
     found: list[Session] = []
-    for charger, kept in chargers.items():
-        rebuild = _Rebuild(charger, data)
-        for record in kept:
-            rebuild.feed(record)
+    for serial, charger in chargers.items():
+        rebuild = _Rebuild(serial, data)
+        for event in charger.events():
+            if isinstance(event, tuple):
+                rebuild.meter.reading(*event)
+            else:
+                rebuild.feed(event)
         found.extend(rebuild.finish())
     return found
 

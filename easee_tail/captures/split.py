@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from easee_tail.captures.files import Capture, open_capture
 from easee_tail.captures.reader import GLOB as _GLOB
 from easee_tail.captures.reader import Reader, Skip
-from easee_tail.captures.story import StoryData, in_order, kept
-from easee_tail.model import Observation, Record
+from easee_tail.captures.story import Chargers, StoryData, in_order, kept
+from easee_tail.model import Record
 
 if TYPE_CHECKING:
     from multiprocessing.sharedctypes import Synchronized
 
 SPLIT_FROM = 32 << 20  # bytes of input from which every core takes a share
-Kept = dict[str, list[Observation]]
+Kept = Chargers
 
 
 class Told(Protocol):

@@ -13,15 +13,18 @@ capture's records per charger by the charger's own timestamps first.
 from __future__ import annotations
 
 import json
+import math
+from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from importlib.resources import files
+from sys import intern
 
 from easee_tail.catalogue import Catalogue
-from easee_tail.format import display_value, span, value_text
+from easee_tail.format import span, value_text
 from easee_tail.model import Observation, Record
 from easee_tail.text import plural, visible
 from easee_tail.times import parse_time
@@ -75,11 +78,34 @@ def story_data(catalogue: Catalogue) -> StoryData:
         **{key: catalogue.resolve(data[key]) for key in _SINGLE})
 
 
-def moment(record: Record) -> datetime:
+def moment(record: Record | Heard) -> datetime:
     """The charger's own time; where it has none, when the cloud or easee-tail got it."""
-    if isinstance(record, Observation) and record.timestamp is not None:
+    if isinstance(record, Observation | Heard) and record.timestamp is not None:
         return record.timestamp
     return record.arrival or record.received
+
+
+@dataclass(slots=True)
+class Heard:
+    """What a story reads of an observation, and no more: a capture's story holds many (the
+    rest of a record, its routing key, notes and tags, would be most of its memory)."""
+
+    charger: str
+    id: int
+    name: str
+    value: object
+    unit: str | None
+    label: str | None
+    timestamp: datetime | None
+    arrival: datetime | None
+    received: datetime
+    kind: str = "observation"
+
+    @classmethod
+    def of(cls, record: Observation) -> Heard:
+        assert record.charger is not None and record.id is not None
+        return cls(intern(record.charger), record.id, record.name, record.value, record.unit,
+                   record.label, record.timestamp, record.arrival, record.received)
 
 
 @dataclass(frozen=True)
@@ -146,9 +172,13 @@ class Story:
         self._last: dict[int, tuple[object, str | None, str | None, float]] = {}
         self._meter = Meter()  # since the op mode last changed
 
-    def feed(self, record: Record) -> Change | None:
+    def power(self, value: object, at: datetime) -> None:
+        """A TotalPower reading (what `feed` does with one)."""
+        self._meter.reading(value, at)
+
+    def feed(self, record: Record | Heard) -> Change | None:
         """The change this record makes, if any."""
-        if not isinstance(record, Observation) or record.kind != "observation" \
+        if not isinstance(record, Observation | Heard) or record.kind != "observation" \
                 or record.id is None or record.charger is None:
             return None
         data = self._data
@@ -163,7 +193,8 @@ class Story:
         previous = None if event else self._last.get(record.id)
         if previous is not None and previous[0] == value:
             return None
-        shown = session_text(record, data) if event else display_value(record) or "(empty)"
+        shown = session_text(record, data) if event else \
+            value_text(record.value, record.label, record.unit) or "(empty)"
         if not event:  # an event replaces nothing: not kept
             self._last[record.id] = (value, record.label, record.unit, at.timestamp())
         energy = peak = None
@@ -189,7 +220,7 @@ def field(value: object, name: str) -> object:
     return value.get(name, value.get(name[:1].lower() + name[1:]))
 
 
-def session_text(record: Observation, data: StoryData) -> str:
+def session_text(record: Observation | Heard, data: StoryData) -> str:
     """A session observation for people: `session 12 started at meter 3418.1 kWh`."""
     value = record.value
     number = field(value, "Id")
@@ -210,37 +241,114 @@ def session_text(record: Observation, data: StoryData) -> str:
     return name + " signed"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class Charger:
+    """One charger's part of a capture as a story reads it: its state records (`Heard`),
+    and its TotalPower readings packed in arrays (time in whole microseconds, value; most of
+    what a story reads is power, at 24 bytes a reading rather than hundreds), each with its
+    place in the file, so that both go back into one order as a stable sort by the
+    charger's clock gives it."""
+
+    __slots__ = ("heard", "order", "power", "power_at", "power_order")
+
+    def __init__(self) -> None:
+        self.heard: list[Heard] = []
+        self.order = array("q")  # each heard record's place in the file
+        self.power_at = array("q")
+        self.power = array("d")  # NaN for a value that is no number: it still advances
+        self.power_order = array("q")
+
+    def add(self, record: Observation, place: int, power: int) -> None:
+        if record.id == power:
+            self.power_at.append((moment(record) - _EPOCH) // _MICROSECOND)
+            self.power.append(_number(record.value))
+            self.power_order.append(place)
+        else:
+            self.heard.append(Heard.of(record))
+            self.order.append(place)
+
+    def sort(self) -> None:
+        """Both in the order of the charger's clock, ties in file order."""
+        heard, order = self.heard, self.order
+        ranks = sorted(range(len(heard)), key=lambda index: (moment(heard[index]), order[index]))
+        self.heard = [heard[index] for index in ranks]
+        self.order = array("q", (order[index] for index in ranks))
+        at, power, places = self.power_at, self.power, self.power_order
+        ranks = sorted(range(len(at)), key=lambda index: (at[index], places[index]))
+        self.power_at = array("q", (at[index] for index in ranks))
+        self.power = array("d", (power[index] for index in ranks))
+        self.power_order = array("q", (places[index] for index in ranks))
+
+    def events(self) -> Iterator[Heard | tuple[float, datetime]]:
+        """The records and the power readings (value, at), merged in the sorted order."""
+        heard, order = self.heard, self.order
+        at, power, places = self.power_at, self.power, self.power_order
+        state, reading = 0, 0
+        while state < len(heard) or reading < len(at):
+            if reading >= len(at) or (state < len(heard) and (
+                    moment(heard[state]), order[state]) <= (_time(at[reading]), places[reading])):
+                yield heard[state]
+                state += 1
+            else:
+                yield power[reading], _time(at[reading])
+                reading += 1
+
+
+def _number(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    return math.nan
+
+
+def _time(microseconds: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=microseconds)
+
+
+Chargers = dict[str, Charger]
+
+
 def kept(records: Iterable[Record], data: StoryData,
-         keep: Callable[[Record], bool] | None = None) -> dict[str, list[Observation]]:
+         keep: Callable[[Record], bool] | None = None) -> Chargers:
     """The observations a story reads (`data.read`) that `keep` keeps, per charger, in the
     order read. The others are let go as they are read: a capture is mostly telemetry no
     story tells, and only what is kept is held in memory."""
-    chargers: dict[str, list[Observation]] = {}
-    read = data.read
-    for record in records:
+    chargers: Chargers = {}
+    read, power = data.read, data.power
+    for place, record in enumerate(records):
         if record.id in read and record.charger is not None \
                 and isinstance(record, Observation) and record.kind == "observation" \
                 and (keep is None or keep(record)):
-            chargers.setdefault(record.charger, []).append(record)
+            charger = chargers.get(record.charger)
+            if charger is None:
+                charger = chargers[record.charger] = Charger()
+            charger.add(record, place, power)
     return chargers
 
 
-def in_order(chargers: dict[str, list[Observation]]) -> dict[str, list[Observation]]:
-    """Each charger's list in the order of its clock (stable), the chargers by serial."""
-    for records in chargers.values():
-        records.sort(key=moment)
+def in_order(chargers: Chargers) -> Chargers:
+    """Each charger's records in the order of its clock (stable), the chargers by serial."""
+    for charger in chargers.values():
+        charger.sort()
     return dict(sorted(chargers.items()))
 
 
-def timeline(chargers: dict[str, list[Observation]], data: StoryData,
-             listed: Sequence[int] = ()) -> list[Change]:
+def timeline(chargers: Chargers, data: StoryData, listed: Sequence[int] = ()) -> list[Change]:
     """The changes of every charger (`in_order`), a charger at a time; `listed`: only
     these ids."""
     changes = []
-    for records in chargers.values():
+    for charger in chargers.values():
         story = Story(data)
-        for record in records:
-            change = story.feed(record)
+        for event in charger.events():
+            if isinstance(event, tuple):
+                story.power(*event)
+                continue
+            change = story.feed(event)
             if change is not None and (not listed or change.id in listed):
                 changes.append(change)
     return changes
