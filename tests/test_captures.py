@@ -6,6 +6,7 @@ time seek, --text, and the progress bar."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import re
@@ -147,16 +148,22 @@ def test_rotate_by_size_starts_new_files_named_by_their_first_line_and_splits_no
 
 
 def test_rotate_by_duration_starts_a_file_per_interval(cli: Runner, tmp_path: Path) -> None:
-    result = cli.run("demo", "--rate", "50", "--duration", "2.6", "--jsonl", "-q", "--save",
+    # 150 messages at 50 a second: seconds of them, however loaded the machine
+    result = cli.run("demo", "--rate", "50", "--count", "150", "--jsonl", "-q", "--save",
                      str(tmp_path / "cap.jsonl"), "--rotate", "1s")
     assert result.returncode == 0, result.stderr
     files = sorted(tmp_path.glob("cap-*.jsonl"))
-    assert len(files) >= 3
+    firsts = []
     for path in files:
         times = [datetime.fromisoformat(json.loads(line)["received"])
                  for line in path.read_text().splitlines()]
-        assert (times[-1] - times[0]).total_seconds() < 1.0
-    assert sum(len(path.read_text().splitlines()) for path in files) == \
+        assert (times[-1] - times[0]).total_seconds() < 1.0  # none holds more than 1 s
+        firsts.append(times[0])
+    # a file begins with the first line a second or more after the last file's first
+    assert all((later - earlier).total_seconds() >= 1.0
+               for earlier, later in itertools.pairwise(firsts))
+    assert len(files) >= 2
+    assert sum(len(path.read_text().splitlines()) for path in files) == 150 == \
         len(result.stdout.splitlines())
 
 

@@ -24,7 +24,7 @@ from easee_tail.captures.files import open_captures
 from easee_tail.captures.progress import progress
 from easee_tail.captures.reader import Reader, Sieve
 from easee_tail.environment import Environment
-from easee_tail.errors import EaseeTailError, NotACapture
+from easee_tail.errors import EaseeTailError
 from easee_tail.filters import TIME_FIELDS, FilterSpec, build_filter, split_negated
 
 
@@ -63,10 +63,7 @@ def _ask(env: Environment, reading: Reading, data: story.StoryData,
             told = split.answer(reader, keep, data, tell, _drawing if advance else None)
         finally:
             reader.finish()
-    if reader.tally.records == 0 and reader.skips.count:
-        names = ", ".join(capture.name for capture in captures)
-        raise NotACapture(f"nothing in {names} is an easee-tail record "
-                          f"({reader.skips.count:,} lines skipped)")
+    reader.check()
     return told
 
 

@@ -38,6 +38,7 @@ import orjson
 
 from easee_tail.captures.files import Capture
 from easee_tail.captures.records import NotARecord, record_from_json
+from easee_tail.errors import NotACapture
 from easee_tail.model import Record
 from easee_tail.times import parse_time
 
@@ -254,6 +255,13 @@ class Reader:
             return None
         self.tally.records += 1
         return record, line
+
+    def check(self) -> None:
+        """Raise NotACapture when lines were read and not one was a record."""
+        if self.tally.records == 0 and self.skips.count:
+            names = ", ".join(capture.name for capture in self.captures)
+            raise NotACapture(f"nothing in {names} is an easee-tail record "
+                              f"({self.skips.count:,} lines skipped)")
 
     def passed_over(self) -> int:
         """Lines counted that were never parsed (the sieve let them pass)."""

@@ -181,7 +181,8 @@ class CaptureSink:
         tail = self._codec.through(bytes(self._pending)) if self._pending else b""
         self._pending.clear()
         self._put(tail + self._codec.end())
-        os.fsync(self._fd) if self._fsync else None
+        if self._fsync:
+            os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
 

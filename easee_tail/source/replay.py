@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 
 from easee_tail.captures.reader import Reader
-from easee_tail.errors import NotACapture
 from easee_tail.model import Delivery, Record
 from easee_tail.source import IDLE_TICK
 
@@ -62,11 +61,7 @@ class ReplaySource:
                 batch = []
         if batch:
             yield batch
-        reader = self._reader
-        if reader.tally.records == 0 and reader.skips.count:
-            names = ", ".join(capture.name for capture in reader.captures)
-            raise NotACapture(f"nothing in {names} is an easee-tail record "
-                              f"({reader.skips.count:,} lines skipped)")
+        self._reader.check()
 
     def passed_over(self) -> int:
         """Lines the reader's sieve let pass without parsing (no filter would keep them)."""
