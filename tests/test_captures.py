@@ -253,6 +253,19 @@ def test_a_whole_capture_on_two_cores_is_the_same_to_the_byte_as_on_one(
         assert both.stdout == one.stdout and both.stdout.count(b"\n") > 100
         assert both.stderr == one.stderr
         assert b"big.jsonl:5001: skipped: not JSON" in both.stderr, both.stderr
+    # Ctrl-C reaches the whole group, workers too: one clean end, 130, no traceback
+    process = subprocess.Popen([cli.executable, "sessions", str(big), "--json"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=clean_env(), start_new_session=True)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    while not (children.exists() and children.read_text().split()):  # the sign: workers
+        assert process.poll() is None and time.monotonic() < deadline, "no workers started"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    _out, stderr = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr
 
 
 def test_since_on_a_replay_enters_the_file_where_the_window_begins(

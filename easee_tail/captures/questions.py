@@ -10,10 +10,12 @@ is a record ends with exit code 13.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -24,8 +26,11 @@ from easee_tail.captures.files import open_captures
 from easee_tail.captures.progress import progress
 from easee_tail.captures.reader import Reader, Sieve
 from easee_tail.environment import Environment
-from easee_tail.errors import EaseeTailError
+from easee_tail.errors import EaseeTailError, ExitCode
 from easee_tail.filters import TIME_FIELDS, FilterSpec, build_filter, split_negated
+
+if TYPE_CHECKING:
+    from easee_tail.reporter import Reporter
 
 
 @dataclass(frozen=True)
@@ -161,10 +166,7 @@ def timeline_command(paths: tuple[str, ...], chargers: tuple[str, ...],
               if number not in unwanted]
     reading = Reading(_capture_paths(reporter.env, paths, as_json, as_text), chargers, since,
                       until, time_field, as_json, as_text)
-    try:
-        timeline(reporter.env, reading, listed, reporter.warn)
-    except EaseeTailError as problem:
-        reporter.fail(problem.message, problem.exit_code)
+    _asking(reporter, lambda: timeline(reporter.env, reading, listed, reporter.warn))
 
 
 def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...], since: datetime | None,
@@ -173,7 +175,15 @@ def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...], since: d
     reporter = Reporter(Environment.from_process())
     reading = Reading(_capture_paths(reporter.env, paths, as_json, as_text), chargers, since,
                       until, as_json=as_json, as_text=as_text)
+    _asking(reporter, lambda: charging_sessions(reporter.env, reading, reporter.warn))
+
+
+def _asking(reporter: Reporter, question: Callable[[], object]) -> None:
+    """A question's one-line end: an error with its code; Ctrl-C (nothing printed yet, the
+    answer comes whole at the end) with 130, as a run ends."""
     try:
-        charging_sessions(reporter.env, reading, reporter.warn)
+        question()
     except EaseeTailError as problem:
         reporter.fail(problem.message, problem.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)

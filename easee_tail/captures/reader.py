@@ -181,15 +181,20 @@ class Reader:
         self._count_lines = count_lines
 
     def records(self) -> Iterator[Record]:
-        for record, _line in self.lines():
-            yield record
+        for read in self.lines():
+            if read is not None:
+                yield read[0]
 
-    def lines(self) -> Iterator[tuple[Record, bytes]]:
+    def lines(self, beats: bool = False) -> Iterator[tuple[Record, bytes] | None]:
+        """Each record with its line; with `beats`, also None after every block, so that a
+        consumer gets control back while a long stretch of the file has nothing for it (a
+        replay's loop sees a signal, ticks its sinks)."""
         for capture in self.captures:
-            yield from self.read(capture)
+            yield from self.read(capture, beats)
 
-    def read(self, capture: Capture) -> Iterator[tuple[Record, bytes]]:
-        """One capture's records."""
+    def read(self, capture: Capture, beats: bool = False
+             ) -> Iterator[tuple[Record, bytes] | None]:
+        """One capture's records (and None after each block, with `beats`)."""
         sieve, finders = self.sieve, self._finders
         start = 0
         if sieve.since is not None and capture.mapped:
@@ -223,6 +228,8 @@ class Reader:
             else:
                 yield from self._sieved(place, buffer, low, high, finders)
             place.done(high)
+            if beats:
+                yield None
 
     def _sieved(self, place: _Place, buffer: bytes | mmap.mmap, low: int, high: int,
                 finders: list[Finder]) -> Iterator[tuple[Record, bytes]]:

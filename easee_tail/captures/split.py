@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -81,7 +82,10 @@ def _shared(reader: Reader, keep: Callable[[Record], bool] | None, data: StoryDa
             told = done.value
 
     try:
-        with context.Pool(shares) as pool:
+        # Ctrl-C reaches the whole process group: the workers leave it to this process,
+        # which ends them (the pool's exit terminates them) and exits 130
+        with context.Pool(shares, initializer=signal.signal,
+                          initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
             pending = pool.map_async(_share, [(share, shares) for share in range(shares)])
             if wait is not None:
                 def ready(seconds: float) -> bool:

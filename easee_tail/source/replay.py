@@ -41,7 +41,14 @@ class ReplaySource:
         first_moment: float | None = None
         started = time.monotonic()
         batch: list[Delivery] = []
-        for tag, (record, line) in enumerate(self._reader.lines(), start=1):
+        tag = 0
+        for read in self._reader.lines(beats=True):
+            if read is None:  # a block read: the loop gets control, with or without lines
+                yield batch
+                batch = []
+                continue
+            record, line = read
+            tag += 1
             self._read[tag] = record
             moment = record.received.timestamp()
             delivery = Delivery("", line, None, moment, False, tag)
