@@ -83,9 +83,14 @@ def _shared(reader: Reader, keep: Callable[[Record], bool] | None, data: StoryDa
 
     try:
         # Ctrl-C reaches the whole process group: the workers leave it to this process,
-        # which ends them (the pool's exit terminates them) and exits 130
-        with context.Pool(shares, initializer=signal.signal,
-                          initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
+        # which ends them (the pool's exit terminates them) and exits 130. Blocked while
+        # they are forked, so that none takes it before it ignores it.
+        masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool = context.Pool(shares, initializer=_deaf)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, masked)
+        with pool:
             pending = pool.map_async(_share, [(share, shares) for share in range(shares)])
             if wait is not None:
                 def ready(seconds: float) -> bool:
@@ -103,6 +108,12 @@ def _shared(reader: Reader, keep: Callable[[Record], bool] | None, data: StoryDa
         reader.tally.lines_seen += seen
     return list(heapq.merge(*(told for told, _skips, _tally in results),
                             key=lambda item: item.charger))
+
+
+def _deaf() -> None:
+    """A worker's start: SIGINT ignored (one that came meanwhile is dropped), then let in."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _share(job: tuple[int, int]) -> tuple[list[Any], tuple[int, Sequence[Skip]],
