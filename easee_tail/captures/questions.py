@@ -143,7 +143,14 @@ def charging_sessions(env: Environment, reading: Reading,
         console = Console(file=env.stdout, no_color=env.no_color or plain, highlight=False,
                           color_system=None if plain else "auto",
                           width=None if env.stdout_isatty else 160)
-        console.print(sessions.table(found))
+        if not plain:
+            console.print(sessions.table(found))
+        else:  # into a file or a pager: the layout without the padding to 160 columns
+            with console.capture() as drawn:
+                console.print(sessions.table(found))
+            env.stdout.write("".join(line.rstrip() + "\n"
+                                     for line in drawn.get().splitlines()))
+            env.stdout.flush()
     return len(found)
 
 
