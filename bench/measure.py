@@ -353,20 +353,22 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
     from easee_tail.captures.files import open_captures
     from easee_tail.captures.reader import Reader, Sieve
     from easee_tail.captures.story import LiveStory, story_data
+    from easee_tail.live import LiveStore
     from easee_tail.sinks.table import StateOptions, TableSink
     from easee_tail.state import FleetState, groups
     from easee_tail.stats import Stats
 
     table = load()
-    fleet, story, stats = FleetState(table), LiveStory(story_data(table)), Stats()
+    store = LiveStore(Stats(), FleetState(table), LiveStory(story_data(table)))
     records = 0
     reader = Reader(open_captures([str(path)], sys.stdin.buffer), Sieve(), lambda _line: None)
     for record in reader.records():
-        for consumer in (fleet, story, stats):
-            consumer.write(record)
+        store.write(record)
         records += 1
+        if records % 100 == 0:  # the loop's batches
+            store.flush()
     reader.finish()
-    fleet.flush()
+    store.flush()
     timings: dict[str, float] = {}
     for view in views:
         console = Console(file=io.StringIO(), width=120, height=40, force_terminal=True,
@@ -375,8 +377,8 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
         class Named:
             server, queue, status = "bench", "fleet", None
 
-        sink = TableSink(console, stats, Named(),  # type: ignore[arg-type]
-                         StateOptions(fleet, groups(table), 300.0), view=view, story=story)
+        sink = TableSink(console, store, Named(),  # type: ignore[arg-type]
+                         StateOptions(groups(table), 300.0), view=view)
         spent = []
         moment = time.monotonic()
         for _ in range(draws):
@@ -386,4 +388,5 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
             spent.append((time.perf_counter() - began) * 1000)
         sink.close()
         timings[view] = statistics.median(spent)
-    return FleetView(len(fleet.chargers), records, timings)
+    assert store.fleet is not None
+    return FleetView(len(store.fleet.chargers), records, timings)

@@ -39,6 +39,9 @@ class Ending(Enum):
     BACKLOG_DONE = "backlog done"
 
 
+THAW_EVERY = 60.0  # seconds between the loop's full collections (see `run`)
+
+
 @dataclass(frozen=True)
 class Limits:
     count: int | None = None  # stop after this many records passed the filters
@@ -110,10 +113,15 @@ def run(
     if backlog == 0:
         return Ending.BACKLOG_DONE
     heard = time.monotonic()
-    write_all = [sink.write for sink in sinks]
+    # a sink that only watches (the table, alerts) takes no records
+    write_all = [sink.write for sink in sinks if getattr(sink, "takes_records", True)]
     # What is alive now (modules, the connection) lives as long as the run: frozen, the
-    # collector never scans it again, however many records come and go.
+    # collector never scans it again, however many records come and go. So is what outlives
+    # each batch (the table's rows, the state view's values): the collector looks only at
+    # what is new (without, the table spent three times as long in it as --jsonl). Now and
+    # then all is thawed and collected once, so that cyclic garbage cannot pile up.
     gc.freeze()
+    thaw_at = time.monotonic() + THAW_EVERY
     stop.deferring = True
     try:
         for batch in source.batches():
@@ -162,6 +170,11 @@ def run(
             now = time.monotonic()
             if batch:
                 heard = now
+                if now >= thaw_at:
+                    thaw_at = now + THAW_EVERY
+                    gc.unfreeze()
+                    gc.collect()
+                gc.freeze()
             try:
                 for sink in sinks:
                     sink.tick(now)

@@ -196,6 +196,7 @@ def consume(
             and env.stdout_isatty
         if show_table or env.stderr_isatty or out.stats_interval:
             stats = Stats(tally)
+        if stats is not None and not show_table:
             sinks.append(stats)
         if tally is not None and not show_table:
             sinks.append(FilterNotice(tally, reporter.info))
@@ -205,22 +206,21 @@ def consume(
         if show_table:
             from rich.console import Console  # only for a table
 
+            from easee_tail.live import LiveStore
             from easee_tail.sinks.table import StateOptions, TableSink
             assert stats is not None
             keys = Keys.open(env.stdin) if env.stdin_isatty else None
-            state = None
-            if out.view == "state" or keys is not None:  # else it could never be shown
-                fleet = FleetState(table)
-                sinks.append(fleet)
-                state = StateOptions(fleet, groups(table), out.silent_after)
-            live_story = None
-            if out.view == "timeline" or keys is not None:
-                live_story = LiveStory(story_data(table))
-                sinks.append(live_story)
+            # a view is kept only if it can be shown: asked for, or keys to switch to it
+            store = LiveStore(
+                stats, FleetState(table) if out.view == "state" or keys is not None else None,
+                LiveStory(story_data(table)) if out.view == "timeline" or keys is not None
+                else None)
+            sinks.append(store)
             console = Console(file=env.stdout, no_color=env.no_color)
             reporter.table = TableSink(
-                console, stats, source, state, view=out.view, keys=keys.read if keys else None,
-                backlog=backlog, story=live_story, time_field=TIME_FIELDS[out.time_column])
+                console, store, source, StateOptions(groups(table), out.silent_after),
+                view=out.view, keys=keys.read if keys else None, backlog=backlog,
+                time_field=TIME_FIELDS[out.time_column])
             sinks.append(reporter.table)
         else:
             env.stdout_bytes.flush()  # the sink writes to the descriptor itself

@@ -1,8 +1,8 @@
 """The fleet as it is now: per charger, the latest value of each observation that arrived.
 
-A sink like the others, fed the same records as the stream table, so the state view can be
-shown (or switched to) at any moment. Clocks are read once a batch, in `flush`, not per
-message. The groups the state view shows are data (data/state_view.json), not code.
+Kept by the live table's store (live.py) from every batch, so the state view can be shown
+(or switched to) at any moment; the clock is read once a batch, not per message. The
+groups the state view shows are data (data/state_view.json), not code.
 
 Only what the view draws is kept (name, value, label, unit, a short history of telemetry in
 a compact array), never whole records: a fleet of 10,000 chargers fits in tens of MB.
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 
 from easee_tail.catalogue import Catalogue
 from easee_tail.format import value_text
-from easee_tail.model import Observation, Record
+from easee_tail.model import ErrorRecord, Record
 
 HISTORY = 16  # telemetry values kept per observation for its sparkline
 
@@ -59,8 +59,7 @@ class FleetState:
     def __init__(self, table: Catalogue) -> None:
         self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
         self.chargers: dict[str, ChargerState] = {}
-        self._heard: set[str] = set()  # chargers in the batch being written
-        self._changed: list[Latest] = []  # values that changed in the batch being written
+        self.failed = 0  # records a bug kept out of the view (none, one hopes)
         self._by_serial: list[ChargerState] = []  # sorted once a charger is new, not per redraw
 
     def by_serial(self) -> list[ChargerState]:
@@ -69,54 +68,42 @@ class FleetState:
             self._by_serial = sorted(self.chargers.values(), key=lambda charger: charger.serial)
         return self._by_serial
 
-    def write(self, record: Record) -> None:
-        serial = record.charger or "?"
-        charger = self.chargers.get(serial)
-        if charger is None:
-            charger = self.chargers[serial] = ChargerState(serial)
-        charger.count += 1
-        self._heard.add(serial)
-        if not isinstance(record, Observation):
-            charger.errors += 1
-            return
-        key: int | str = record.id if record.id is not None else record.kind
-        value = record.value
-        # a session's JSON is kept as the text shown (a tuple, not a union: quicker per message)
-        if isinstance(value, (dict, list)):
-            value = value_text(value, None, None, 32)
-        latest = charger.latest.get(key)
-        if latest is None:
-            latest = charger.latest[key] = Latest(record.name, value, record.label, record.unit)
-            if record.id in self._telemetry:
-                latest.history = array("f")
-        else:
-            if latest.value != value:
-                self._changed.append(latest)
-            latest.value, latest.label, latest.unit = value, record.label, record.unit
-        history = latest.history
-        if history is not None and (
-                (type(value) is float and math.isfinite(value))
-                or (type(value) is int and -_PLOTTABLE < value < _PLOTTABLE)):
-            if len(history) == HISTORY:
-                del history[0]
-            history.append(value)
-
-    def flush(self) -> None:
-        if not self._heard:
-            return
-        now = time.monotonic()
-        for serial in self._heard:
-            self.chargers[serial].heard = now
-        for latest in self._changed:
-            latest.changed = now
-        self._heard.clear()
-        self._changed.clear()
-
-    def tick(self, now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def take(self, records: Sequence[Record], now: float) -> None:
+        """A batch of records, received at `now` (monotonic): one loop, locals only."""
+        chargers, telemetry = self.chargers, self._telemetry
+        for record in records:
+            serial = record.charger or "?"
+            charger = chargers.get(serial)
+            if charger is None:
+                charger = chargers[serial] = ChargerState(serial)
+            charger.count += 1
+            charger.heard = now
+            if isinstance(record, ErrorRecord):
+                charger.errors += 1
+                continue
+            try:
+                key: int | str = record.id if record.id is not None else record.kind
+                value = record.value
+                if isinstance(value, (dict, list)):  # a session's JSON: kept as the text shown
+                    value = value_text(value, None, None, 32)
+                latest = charger.latest.get(key)
+                if latest is None:
+                    latest = charger.latest[key] = Latest(
+                        record.name, value, record.label, record.unit)
+                    if key in telemetry:
+                        latest.history = array("f")
+                elif latest.value != value:  # (the label and unit follow the value)
+                    latest.changed = now
+                    latest.value, latest.label, latest.unit = value, record.label, record.unit
+                history = latest.history
+                if history is not None and (
+                        (type(value) is float and math.isfinite(value))
+                        or (type(value) is int and -_PLOTTABLE < value < _PLOTTABLE)):
+                    if len(history) == HISTORY:
+                        del history[0]
+                    history.append(value)
+            except Exception:  # a bug must not end the stream: counted, shown in the header
+                self.failed += 1
 
 
 @cache

@@ -11,11 +11,13 @@ import json
 import math
 import random
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from operator import attrgetter, is_not
 from typing import TextIO
 
 from easee_tail.model import ErrorRecord, Record
@@ -26,7 +28,10 @@ RATE_SPAN = 5.0  # seconds the rate is averaged over
 # Upper bounds (ms) of the exit histogram's buckets; below the first is negative (clock skew),
 # above the last the final bucket.
 HISTOGRAM_EDGES = (0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000,
-                   300_000)
+                   120_000, 300_000, 600_000)
+# ArrivalTime this far (ms) ahead of the local clock is the local clock behind, not a message
+# from the future: said once, counted, and kept out of the latencies
+CLOCK_SKEW_MS = 2000.0
 
 
 @dataclass
@@ -60,7 +65,11 @@ class Tally:
 
 
 class Stats:
-    def __init__(self, tally: Tally | None = None) -> None:
+    """Counts and latencies of what was written. A sink (`write` only keeps the record; a
+    batch is counted on `flush`), or fed whole batches by the live table's store (`take`):
+    per batch, one loop over its records and the rest in C (Counter, map, bisect)."""
+
+    def __init__(self, tally: Tally | None = None, latency_bound: float | None = None) -> None:
         self.tally = tally  # None when nothing is filtered
         self.started = time.monotonic()
         self.total = 0
@@ -71,8 +80,11 @@ class Stats:
         self.histogram = [0] * (len(HISTOGRAM_EDGES) + 1)  # exact counts, every message
         self.recent_latencies: deque[float] = deque(maxlen=WINDOW)
         self.negative_latencies = 0
+        self.skewed = 0  # ArrivalTime more than CLOCK_SKEW ahead: not counted as latency
+        self.first_skew: tuple[str, float] | None = None  # (charger, ms ahead), the first
+        self.latency_sum = 0.0  # ms, of the latencies counted
+        self.latency_count = 0
         self._reservoir: list[float] = []
-        self._latency_count = 0
         self._random = random.Random(0)
         # Reservoir sampling that draws random numbers only for the values it keeps (Li's
         # "algorithm L"): the count of the next value to keep, and the running weight.
@@ -80,30 +92,88 @@ class Stats:
         self._next_sample = RESERVOIR + self._skip()
         self._snapshots: deque[tuple[float, int]] = deque()
         self.last_received: float | None = None  # monotonic, as of the last batch written
-        self._heard = False
+        # --alert-latency: per second of the last minute, (second, latencies, over the bound)
+        self.latency_bound = latency_bound  # ms
+        self.minute: deque[list[int]] = deque()
+        self._pending: list[Record] = []
+        self.write: Callable[[Record], None] = self._pending.append
 
-    def write(self, record: Record) -> None:
-        self.total += 1
-        self._heard = True
-        self.per_charger[record.charger or "?"] += 1
-        if isinstance(record, ErrorRecord):
-            self.errors += 1
-            self.per_observation["(unreadable)"] += 1
-        else:
-            self.per_observation[record.name] += 1
-        if record.redelivered:
-            self.redelivered += 1
-        latency = record.latency_ms
-        if latency is not None:
-            self.recent_latencies.append(latency)
-            self.histogram[bisect_right(HISTOGRAM_EDGES, latency)] += 1
-            if latency < 0:
-                self.negative_latencies += 1
-            self._latency_count += 1
-            if len(self._reservoir) < RESERVOIR:
-                self._reservoir.append(latency)
-            elif self._latency_count == self._next_sample:
-                self._sample(latency)
+    def flush(self) -> None:
+        if self._pending:  # once a batch rather than once a message: a clock read is not free
+            self.take(self._pending, time.monotonic())
+            self._pending.clear()
+
+    def take(self, records: Sequence[Record], now: float) -> None:
+        """Count a batch of records, received at `now` (monotonic)."""
+        if not records:
+            return
+        self.total += len(records)
+        self.last_received = now
+        per_charger = self.per_charger
+        per_charger.update(map(_charger, records))
+        if None in per_charger:  # a routing key without a serial
+            per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
+        names: list[str] = []
+        name = names.append
+        for record in records:
+            if isinstance(record, ErrorRecord):
+                self.errors += 1
+                name(UNREADABLE)
+            else:
+                name(record.name)
+            if record.redelivered:
+                self.redelivered += 1
+        self.per_observation.update(names)
+        latencies = list(filter(_is_latency, map(_latency, records)))
+        if latencies:
+            self._latencies(latencies, records, now)
+
+    def _latencies(self, latencies: list[float], records: Sequence[Record], now: float) -> None:
+        # the batch in order (a sort in C) answers each question with a bisection
+        ordered = sorted(latencies)
+        if ordered[0] < 0:
+            self.negative_latencies += bisect_left(ordered, 0.0)
+            skewed = bisect_left(ordered, -CLOCK_SKEW_MS)
+            if skewed:  # the local clock is behind: not latency
+                if self.first_skew is None:
+                    first = next(record for record in records if record.latency_ms is not None
+                                 and record.latency_ms < -CLOCK_SKEW_MS)
+                    self.first_skew = (first.charger or "?", -(first.latency_ms or 0.0))
+                self.skewed += skewed
+                del ordered[:skewed]
+                latencies = [latency for latency in latencies if latency >= -CLOCK_SKEW_MS]
+                if not latencies:
+                    return
+        self.recent_latencies.extend(latencies)
+        histogram = self.histogram
+        below = 0
+        for bucket, edge in enumerate(HISTOGRAM_EDGES):
+            upto = bisect_left(ordered, edge, below)
+            histogram[bucket] += upto - below
+            below = upto
+        histogram[-1] += len(ordered) - below
+        self.latency_sum += sum(ordered)
+        before = self.latency_count
+        self.latency_count = counted = before + len(latencies)
+        reservoir = self._reservoir
+        if len(reservoir) < RESERVOIR:
+            reservoir.extend(latencies[:RESERVOIR - len(reservoir)])
+        while self._next_sample <= counted:
+            self._sample(latencies[self._next_sample - before - 1])
+        if self.latency_bound is not None:
+            second = int(now)
+            minute = self.minute
+            if not minute or minute[-1][0] != second:
+                minute.append([second, 0, 0])
+                while minute[0][0] <= second - 60:
+                    minute.popleft()
+            minute[-1][1] += len(ordered)
+            minute[-1][2] += len(ordered) - bisect_right(ordered, self.latency_bound)
+
+    def last_minute(self, now: float) -> tuple[int, int]:
+        """(latencies, of them over --alert-latency's bound) in the minute before `now`."""
+        seconds = [entry for entry in self.minute if entry[0] > now - 60]
+        return sum(entry[1] for entry in seconds), sum(entry[2] for entry in seconds)
 
     def _skip(self) -> int:
         return int(math.log(self._random.random()) / math.log(1 - self._weight)) + 1
@@ -112,11 +182,6 @@ class Stats:
         self._reservoir[self._random.randrange(RESERVOIR)] = latency
         self._weight *= math.exp(math.log(self._random.random()) / RESERVOIR)
         self._next_sample += self._skip()
-
-    def flush(self) -> None:
-        if self._heard:  # once a batch rather than once a message: a clock read is not free
-            self._heard = False
-            self.last_received = time.monotonic()
 
     def tick(self, now: float) -> None:
         self._snapshots.append((now, self.total))
@@ -142,6 +207,12 @@ class Stats:
         return percentiles(self._reservoir)
 
 
+UNREADABLE = "(unreadable)"  # the per-observation count of error records
+_charger = attrgetter("charger")
+_latency = attrgetter("latency_ms")
+_is_latency = partial(is_not, None)
+
+
 def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -155,6 +226,8 @@ def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
 
 class StatsLines:
     """--stats-interval: a one-line JSON stats record on stderr every so often (JSONL mode)."""
+
+    takes_records = False  # reads the stats: written nothing itself
 
     def __init__(self, stats: Stats, stream: TextIO, interval: float) -> None:
         self._stats = stats
@@ -196,6 +269,8 @@ class StatsLines:
 class FilterNotice:
     """Filters that match nothing are not silent: when messages arrive and none is shown,
     a line says so (after `first` seconds, then every `every` seconds while it lasts)."""
+
+    takes_records = False  # reads the tally: written nothing itself
 
     def __init__(self, tally: Tally, say: Callable[[str], None], first: float = 5.0,
                  every: float = 60.0) -> None:

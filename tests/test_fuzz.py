@@ -113,11 +113,10 @@ def test_the_views_draw_any_records_within_the_width(
     """Whatever was decoded, the state view and the summary draw it, each line within the
     terminal's width (rich measures cells: wide characters count double)."""
     fleet, stats = FleetState(CATALOGUE), Stats()
-    for number, (routing_key, body) in enumerate(messages):
-        record = decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
-        fleet.write(record)
-        stats.write(record)
-    fleet.flush()
+    records = [decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
+               for number, (routing_key, body) in enumerate(messages)]
+    fleet.take(records, time.monotonic())
+    stats.take(records, time.monotonic())
     lines = state_lines(fleet, groups(CATALOGUE), width, height, time.monotonic(), 300.0,
                         skip=skip)
     assert lines and len(lines) <= max(height, 1)

@@ -20,6 +20,7 @@ from rich.console import Console
 from easee_tail.catalogue import load
 from easee_tail.decode import decode
 from easee_tail.format import display_value, summary
+from easee_tail.live import LiveStore
 from easee_tail.model import Delivery, ErrorRecord, Observation, Record
 from easee_tail.sinks.jsonl import encode
 from easee_tail.sinks.state_view import state_lines
@@ -142,16 +143,16 @@ def test_every_id_with_every_hostile_value_becomes_a_record_quickly_and_small() 
 def test_the_table_state_view_and_summary_draw_every_hostile_record() -> None:
     records = [decode(delivery, CATALOGUE) for _, delivery in deliveries()]
     stats, fleet = Stats(), FleetState(CATALOGUE)
+    store = LiveStore(stats, fleet)
 
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=120, height=60,
                       color_system=None, legacy_windows=False)
-    table = TableSink(console, stats, FakeSource([]), StateOptions(fleet, groups(CATALOGUE), 300.0))
+    table = TableSink(console, store, FakeSource([]), StateOptions(groups(CATALOGUE), 300.0))
     for start in range(0, len(records), 50):
         for record in records[start:start + 50]:
-            for sink in (stats, fleet, table):
-                sink.write(record)
-        for sink in (stats, fleet, table):
+            store.write(record)
+        for sink in (store, table):
             sink.flush()
             sink.tick(time.monotonic() + start)  # a redraw each batch
     table.close()

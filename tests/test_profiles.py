@@ -250,11 +250,11 @@ def test_a_profiles_view_opens_the_state_view_and_the_flag_overrides_it(cli: Run
     screen = Terminal.open(100, 30)
     try:
         screen.run([cli.executable, "demo", "--rate", "40", "--chargers", "2", "--seed", "3"])
-        screen.wait_for(lambda s: "v: timeline view" in s and "  status" in s)  # state view
+        screen.wait_for(lambda s: "state view · v: next" in s and "  status" in s)
         screen.press("C-c")
         screen.wait_for(lambda s: "EXIT=130" in s)
         screen.run([cli.executable, "demo", "--rate", "40", "--view", "stream"])
-        screen.wait_for(lambda s: "v: state view" in s and "ChargerOpMode" in s)
+        screen.wait_for(lambda s: "stream view · v: next" in s and "ChargerOpMode" in s)
         screen.press("C-c")
         screen.wait_for(lambda s: "EXIT=130" in s)
     finally:

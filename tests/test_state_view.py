@@ -88,15 +88,16 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
         assert "SILENT" not in block(silent, "ECSTATEB")
 
         screen.press("v")  # to the timeline, the stream view, and back
-        story = screen.wait_for(lambda s: "v: stream view" in s and "(first heard)" in s)
+        story = screen.wait_for(lambda s: "timeline view · v: next" in s
+                                and "(first heard)" in s)
         assert re.search(r"^\d\d:\d\d:\d\d EHSTATEA ChargerOpMode +4 Completed +\(was 3 "
                          r"Charging for", story, re.M)
         screen.press("v")
         stream = screen.wait_for(lambda s: re.search(r"^received\s+charger\s+id\s+name", s,
                                                      re.M) is not None)
-        assert "v: state view" in stream
+        assert "easee-tail · stream view · v: next" in stream
         screen.press("v")
-        screen.wait_for(lambda s: "v: timeline view" in s and "SILENT" in s)
+        screen.wait_for(lambda s: "state view · v: next, j/k: scroll" in s and "SILENT" in s)
         screen.press("C-c")
         ended = screen.wait_for(lambda s: "EXIT=" in s and "icanon" in s, timeout=10)
     finally:
@@ -245,6 +246,30 @@ def test_a_short_terminal_keeps_a_chargers_status_before_its_other_values(
         screen.press("j")  # the next charger gets the same room
         moved = screen.wait_for(lambda s: "↑ 1 charger above" in s and "  status" in s)
         assert moved.splitlines()[4].startswith("EHBSTNLV") and "1 more charger below" in moved
+        screen.press("C-c")
+        screen.wait_for(lambda s: "EXIT=130" in s)
+    finally:
+        screen.close()
+
+
+def test_the_header_names_the_view_and_counts_the_backlog_down(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    """The header names the view shown and the key beside it, and says how much of what was
+    waiting at start is left, until all of it was read."""
+    queue.publish_many([("EHBACKLG.O.120", observation(1.0 + n), None) for n in range(12)])
+    screen = Terminal.open(160, 30)
+    try:
+        screen.run([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                    "--ca-file", str(cli.certs.ca_file)])
+        shown = screen.wait_for(lambda s: "12 messages" in s and "backlog of 12 read" in s)
+        assert re.search(r"^easee-tail · stream view · v: next · ", shown, re.M)
+        queue.publish("EHBACKLG.O.120", observation(99.0))  # after the backlog: not in it
+        shown = screen.wait_for(lambda s: "13 messages" in s)
+        assert "backlog of 12 read" in shown
+        screen.press("v")
+        shown = screen.wait_for(lambda s: "state view · v: next, j/k: scroll" in s)
+        assert "EHBACKLG" in shown
         screen.press("C-c")
         screen.wait_for(lambda s: "EXIT=130" in s)
     finally:

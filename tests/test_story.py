@@ -192,16 +192,16 @@ def test_the_live_timeline_view_and_the_view_key_cycles_three_views(
                        "--time-scale", "600", "--rate", "50", "--view", "timeline"])
     story = screen.wait_for(lambda s: "(was 3 Charging for" in s and "kWh, peak" in s,
                             timeout=60)
-    assert "v: stream view" in story and "ChargingSessionStart" in story
+    assert "timeline view · v: next" in story and "ChargingSessionStart" in story
     assert re.search(r"^\d\d:\d\d:\d\d [A-Z0-9]{8} ChargerOpMode +\d ", story, re.M)
     assert "TotalPower" not in story.split("per charger")[1]  # telemetry is not listed
     screen.press("v")
-    stream = screen.wait_for(lambda s: "v: state view" in s)
+    stream = screen.wait_for(lambda s: "stream view · v: next" in s)
     assert re.search(r"^received +charger +id name", stream, re.M)
     screen.press("v")
-    screen.wait_for(lambda s: "v: timeline view" in s and "  status" in s)
+    screen.wait_for(lambda s: "state view · v: next" in s and "  status" in s)
     screen.press("v")
-    screen.wait_for(lambda s: "v: stream view" in s and "(was " in s)
+    screen.wait_for(lambda s: "timeline view · v: next" in s and "(was " in s)
     screen.press("C-c")
     screen.wait_for(lambda s: "EXIT=130" in s)
 

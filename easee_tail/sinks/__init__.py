@@ -3,7 +3,8 @@
 Every sink has the same four calls. `write` may buffer; `flush` must leave everything
 written so far in the hands of the OS (the loop acknowledges right after), or raise
 PartialFlush saying how much it did; `tick` lets a sink do timed work (redraw, noticing a
-reader that left) from the loop's thread; `close` ends it.
+reader that left) from the loop's thread; `close` ends it. A sink that only watches (the
+table draws from the live store; alerts) says `takes_records = False` and is never written to.
 """
 
 from __future__ import annotations

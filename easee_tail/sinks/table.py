@@ -1,18 +1,18 @@
 """The live table for a terminal: a header with the stream's health above one of two views.
 
 The stream view lists records as they come, newest at the bottom; the state view (see
-state_view.py) shows the latest value of each observation per charger. `v` switches
-between them while running. `write` only appends to a bounded deque; drawing happens on
-`tick`, at most REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines in
-fixed-width columns (rich's Table measured every cell of every frame: 25-50 ms a redraw),
-and a row's texts are made once, when it is first drawn.
+state_view.py) shows the latest value of each observation per charger; the timeline view
+the latest changes of state. `v` switches between them while running. The records go to
+the live store (live.py), never here: the table reads the store when it draws, on `tick`,
+at most REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines
+in fixed-width columns (rich's Table measured every cell of every frame: 25-50 ms a
+redraw), and a row's texts are made once, when it is first drawn.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ from rich.console import Group as RenderGroup
 from rich.live import Live
 from rich.text import Text
 
-from easee_tail.captures.story import LiveStory, was
+from easee_tail.captures.story import was
 from easee_tail.format import (
     display_ago,
     display_latency,
@@ -29,12 +29,12 @@ from easee_tail.format import (
     display_value,
     latency_style,
 )
+from easee_tail.live import LiveStore
 from easee_tail.model import ErrorRecord, Record
 from easee_tail.sinks import VIEWS
 from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
-from easee_tail.state import FleetState, Group
-from easee_tail.stats import Stats
+from easee_tail.state import Group
 from easee_tail.text import plural, visible
 
 REDRAWS_PER_SECOND = 5
@@ -49,33 +49,38 @@ _CHROME_LINES = 5  # three header lines, the column heading, a spare
 
 @dataclass(frozen=True)
 class StateOptions:
-    fleet: FleetState
     groups: tuple[Group, ...]
     silent_after: float  # seconds without a message before a charger is marked silent
 
 
 class TableSink:
+    """A sink that takes no records (`takes_records = False`): it draws the store on `tick`."""
+
+    takes_records = False
+
     def __init__(
-        self, console: Console, stats: Stats, source: Source, state: StateOptions | None,
+        self, console: Console, store: LiveStore, source: Source, state: StateOptions,
         view: str = "stream", keys: Callable[[], str] | None = None, backlog: int | None = None,
-        story: LiveStory | None = None, time_field: str = "received",
+        time_field: str = "received",
     ) -> None:
         self._console = console
-        self._stats = stats
+        self._store = store  # kept up to date by its own sink: read here, never written
+        self._stats = store.stats
         self._source = source  # for its name and its status ("reconnecting …"), read-only
-        # kept up to date by its own sink: read here, never written; None when the state view
-        # can never be shown (not asked for, and no keys to switch to it)
+        # the store's fleet and stories: None when that view can never be shown (not asked
+        # for, and no keys to switch to it)
         self._state = state
-        self._story = story  # the same for the timeline view
+        self._fleet = store.fleet
+        self._story = store.story
         self._time_field = time_field  # the record field the time column shows
-        self._views = [name for name, shown in zip(VIEWS, (True, state, story), strict=True)
-                       if shown is not None]
+        self._views = [name for name, shown in zip(
+            VIEWS, (True, store.fleet, store.story), strict=True) if shown is not None]
         self._view = view
         self._keys = keys
         self._skip = 0  # state view: chargers scrolled past
         self._more_below = False  # state view: chargers left below the screen, last drawn
         self._backlog = backlog
-        self._rows: deque[Record] = deque(maxlen=500)
+        self._rows = store.rows
         # the rows last drawn, by id(record), with their texts: a row is made once
         self._drawn: dict[int, tuple[Record, list[tuple[str, str]]]] = {}
         self._next_draw = 0.0
@@ -90,7 +95,7 @@ class TableSink:
         self._live.start()
 
     def write(self, record: Record) -> None:
-        self._rows.append(record)
+        pass  # never called: the records go to the store
 
     def flush(self) -> None:
         pass
@@ -105,7 +110,7 @@ class TableSink:
     def _press(self, keys: str) -> None:
         if SWITCH_KEY in keys.lower():
             self._view = self._next_view()
-        if self._state is None:
+        if self._fleet is None:
             return
         for key in _SCROLL_KEY.findall(keys):  # in the order pressed
             if key in UP_KEYS:
@@ -114,7 +119,7 @@ class TableSink:
                     self._more_below = True  # the one scrolled past is below now
             elif self._more_below:  # down stops once the last charger is on screen
                 self._skip += 1
-                self._more_below = self._skip < len(self._state.fleet.chargers) - 1
+                self._more_below = self._skip < len(self._fleet.chargers) - 1
 
     def notice(self, text: str) -> None:
         """A line printed above the table (rich keeps the live part below it)."""
@@ -132,10 +137,10 @@ class TableSink:
     def _render(self) -> RenderGroup:
         if self._view == "timeline" and self._story is not None:
             return RenderGroup(self._header(), *self._timeline())
-        if self._view == "state" and self._state is not None:
+        if self._view == "state" and self._fleet is not None:
             size = self._console.size
             lines = state_lines(
-                self._state.fleet, self._state.groups, size.width,
+                self._fleet, self._state.groups, size.width,
                 max(1, size.height - _CHROME_LINES), time.monotonic(), self._state.silent_after,
                 skip=self._skip)
             self._more_below = lines[-1].plain.startswith(MORE_BELOW)
@@ -146,9 +151,10 @@ class TableSink:
         stats = self._stats
         header = Text(no_wrap=True, overflow="ellipsis")  # a narrow terminal crops, never wraps
         header.append("easee-tail", style="bold")
-        if self._keys is not None and len(self._views) > 1:  # first: a narrow terminal
-            # crops the end of the line
-            header.append(f" · {SWITCH_KEY}: {self._next_view()} view", style="dim")
+        # first: a narrow terminal crops the end of the line
+        header.append(f" · {self._view} view", style="bold")
+        if self._keys is not None and len(self._views) > 1:
+            header.append(f" · {SWITCH_KEY}: next", style="dim")
             if self._view == "state":
                 header.append(", j/k: scroll", style="dim")
         tally = stats.tally
@@ -157,8 +163,7 @@ class TableSink:
         header.append(f" · {self._source.server}", style="cyan")
         header.append(f" · queue {self._source.queue}", style="cyan")
         if self._backlog:
-            header.append(f"  ({self._backlog:,} {'was' if self._backlog == 1 else 'were'} "
-                          "waiting at start)", style="dim")
+            header.append(f" · {self._backlog_text()}", style="dim")
         header.append("\n")
         header.append(plural(stats.total, "message"), style="bold")
         if tally is not None:  # what the filters removed was consumed all the same
@@ -185,6 +190,11 @@ class TableSink:
             header.append(f" · last message {display_ago(time.monotonic() - stats.last_received)}")
         if stats.redelivered:
             header.append(f" · {stats.redelivered:,} redelivered", style="yellow")
+        if stats.skewed:
+            header.append(f" · {stats.skewed:,} with the local clock behind", style="yellow")
+        if self._store.failed:
+            header.append(f" · {self._store.failed:,} not drawn (internal error: please "
+                          "report it)", style="red")
         header.append("\n")
         header.append("per charger", style="dim")
         for serial, count in stats.per_charger.most_common(_HEADER_CHARGERS):
@@ -193,6 +203,16 @@ class TableSink:
         if len(stats.per_charger) > _HEADER_CHARGERS:
             header.append(f" … {len(stats.per_charger) - _HEADER_CHARGERS} more", style="dim")
         return header
+
+    def _backlog_text(self) -> str:
+        """How much of what waited at start is still to come (it drains as it is read)."""
+        assert self._backlog
+        tally = self._stats.tally
+        read = tally.received if tally is not None else self._stats.total
+        left = self._backlog - read
+        if left <= 0:
+            return f"backlog of {self._backlog:,} read"
+        return f"backlog {left:,} of {self._backlog:,} left"
 
     def _timeline(self) -> list[Text]:
         """The latest changes of the chargers shown, newest at the bottom."""
