@@ -21,7 +21,7 @@ import orjson
 
 from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType
 from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
-from easee_tail.times import parse_time
+from easee_tail.times import CLOCK_SKEW_MS, parse_time
 
 # Masterloop data type codes, as a body's DataType may carry them.
 DATA_TYPE_CODES = {
@@ -38,6 +38,14 @@ _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
 NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
+
+
+def skew_note(latency_ms: float) -> str:
+    """ArrivalTime well ahead of the local clock: the clock here is behind, not latency."""
+    return (f"ArrivalTime is {-latency_ms / 1000:.1f} s ahead of this machine's clock: this "
+            "clock is behind (not latency)")
+
+
 SURROGATE_NOTE = "text held a lone surrogate (not valid Unicode): replaced by U+FFFD"
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins pairs: what is left is lone
 _MICROSECOND = timedelta(microseconds=1)  # latency: whole microseconds, divided once
@@ -193,7 +201,8 @@ def _observation(
     if stamp is not None and timestamp is None:
         notes.append(f"Timestamp {stamp!r} is not a time")
     if latency_ms is not None and latency_ms < 0:
-        notes.append(NEGATIVE_LATENCY_NOTE)
+        notes.append(NEGATIVE_LATENCY_NOTE if latency_ms >= -CLOCK_SKEW_MS
+                     else skew_note(latency_ms))
     declared = _declared_type(body)
     raw: object = None
     tags: tuple[str, ...]

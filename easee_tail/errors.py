@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     BROKER_CLOSED = 12  # the broker closed the connection or channel while consuming
     NOT_A_CAPTURE = 13  # replay, timeline, sessions: nothing in the input is a record, or
     # the input cannot be read
+    ALERT = 14  # --exit-on-alert: latency or silence crossed its --alert-* bound
     HANGUP = 129  # SIGHUP (the terminal went away)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
@@ -126,6 +127,12 @@ class OutputFailure(EaseeTailError):
 class BrokerClosed(EaseeTailError):
     exit_code = ExitCode.BROKER_CLOSED
     transient = True
+
+
+class AlertRaised(EaseeTailError):
+    """--exit-on-alert: an --alert-latency or --alert-silence bound was crossed."""
+
+    exit_code = ExitCode.ALERT
 
 
 class Redactor:

@@ -14,6 +14,7 @@ import orjson
 from easee_tail.model import ErrorRecord, Record
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
 from easee_tail.text import plural, visible
+from easee_tail.times import CLOCK_SKEW_MS
 
 MAX_VALUE_WIDTH = 80
 
@@ -151,9 +152,13 @@ def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
         lines.append("  latency:         " + ", ".join(
             f"{name} {display_latency(value)}" for name, value in latencies.items()))
         lines.extend(histogram_lines(stats.histogram, width))
-    if stats.negative_latencies:
-        lines.append(f"  {stats.negative_latencies:,} with negative latency: the charger's or "
-                     "the cloud's clock is off")
+    if stats.negative_latencies > stats.skewed:
+        lines.append(f"  {stats.negative_latencies - stats.skewed:,} with negative latency: "
+                     "the clocks of the Easee cloud and this machine disagree a little")
+    if stats.skewed:
+        lines.append(f"  {stats.skewed:,} with ArrivalTime over {CLOCK_SKEW_MS / 1000:.0f} s "
+                     "ahead of this machine's clock: this clock is behind (not counted as "
+                     "latency)")
     return "\n".join(lines)
 
 
@@ -189,12 +194,12 @@ def histogram_lines(counts: list[int], width: int = 80) -> list[str]:
     if not used:
         return []
     edges = HISTOGRAM_EDGES
-    names = ["< 0 ms"]
+    names = ["≤ 0 ms"]
     for low, high in pairwise(edges):
         (low_number, low_unit), (high_number, high_unit) = _edge(low), _edge(high)
         names.append(f"{low_number}–{high_number} {high_unit}" if low_unit == high_unit
                      else f"{low_number} {low_unit}–{high_number} {high_unit}")
-    names.append("≥ {} {}".format(*_edge(edges[-1])))
+    names.append("> {} {}".format(*_edge(edges[-1])))
     total = sum(counts)
     peak = max(counts)
     bar_width = max(10, min(40, width - 40))

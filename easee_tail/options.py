@@ -20,7 +20,7 @@ from easee_tail.defaults import DEFAULT_API_URL, DEFAULT_PREFETCH, HEARTBEAT
 from easee_tail.errors import SECRETS
 from easee_tail.filters import Condition, split_negated, split_values
 from easee_tail.model import RECORD_FIELDS
-from easee_tail.params import Duration, FiniteFloat, Moment, Rotate
+from easee_tail.params import Duration, FiniteFloat, ListenAddress, Moment, Rotate
 from easee_tail.sinks import VIEWS
 from easee_tail.sinks.template import PRESETS, Template, TemplateError
 from easee_tail.text import visible
@@ -284,6 +284,21 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--stats-interval", type=Duration(minimum=0.099),
                      help="With JSON lines: a one-line stats record on stderr every DURATION "
                           "(0.1 s at least)."),
+        click.option("--metrics", "metrics_address", type=ListenAddress(),
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics while running "
+                          "(PORT alone: on 127.0.0.1; 0: any free port)."),
+        click.option("--metrics-per-charger", is_flag=True,
+                     help="With --metrics: also count messages per charger (a label per "
+                          "serial)."),
+        click.option("--alert-latency", type=Duration(),
+                     help="Warn on stderr when the p99 latency of the last minute goes above "
+                          "DURATION (500ms, 2s), and again when it is back."),
+        click.option("--alert-silence", type=Duration(),
+                     help="Warn on stderr when no message has come for DURATION, and again "
+                          "when messages come back."),
+        click.option("--exit-on-alert", is_flag=True,
+                     help="End with exit code 14 when an --alert-* bound is crossed (for "
+                          "cron and health checks)."),
         click.option("--color", type=click.Choice(["auto", "always", "never"]), is_eager=True,
                      expose_value=False, callback=_color,
                      help="Colours: auto (on a terminal, unless NO_COLOR is set), always, "
@@ -356,6 +371,13 @@ def refuse_nonsense(ctx: click.Context, options: dict[str, Any]) -> None:
     if isinstance(options.get("line_format"), Template) and (given("jsonl") or given("view")):
         raise click.UsageError("--format writes plain lines; --jsonl and --view are other "
                                "outputs (give one of them)")
+    if given("metrics_per_charger") and not options.get("metrics_address"):
+        raise click.UsageError("--metrics-per-charger adds labels to --metrics, which is not "
+                               "on (give --metrics [HOST:]PORT)")
+    if given("exit_on_alert") and not (options.get("alert_latency") is not None
+                                       or options.get("alert_silence") is not None):
+        raise click.UsageError("--exit-on-alert ends the run on an alert, and none is set "
+                               "(give --alert-latency or --alert-silence)")
     if given("no_reconnect") and given("max_retries"):
         raise click.UsageError("--max-retries counts reconnection attempts; --no-reconnect "
                                "makes none (give one of them)")

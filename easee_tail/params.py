@@ -95,6 +95,36 @@ class Rotate(click.ParamType):  # type: ignore[type-arg]  # generic from click 8
         return "SIZE|DURATION"
 
 
+class ListenAddress(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.5 on
+    """Where a server listens: PORT (on loopback), HOST:PORT, or [IPv6]:PORT, as
+    (host, port); port 0 lets the system choose."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            host, port = "127.0.0.1", text
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif not host:
+            self.fail(f"{text!r}: name the host, 127.0.0.1:{port} (this machine only) or "
+                      f"0.0.0.0:{port} (every interface)", param, ctx)
+        if not host or (":" in host and not text.startswith("[")):
+            self.fail(f"{text!r} is not HOST:PORT (an IPv6 address goes in brackets: "
+                      "[::1]:9464)", param, ctx)
+        if not port.isdigit() or int(port) > 65535:
+            self.fail(f"{text!r}: the port must be a number from 0 to 65535", param, ctx)
+        return host, int(port)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[HOST:]PORT"
+
+
 class FiniteFloat(click.FloatRange):
     """A FloatRange that also refuses NaN and the infinities (which pass its comparisons
     or its bounds in ways that mean nothing)."""

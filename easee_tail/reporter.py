@@ -65,6 +65,14 @@ class Reporter:
         else:
             self.info(message)
 
+    def alarm(self, message: str) -> None:
+        """A warning from a running pipeline (an alert, the clock): above the table when
+        there is one, else a warning line; never silenced by -q."""
+        if self.table is not None:
+            self.table.notice(f"easee-tail: warning: {visible(self.redact(message))}")
+        else:
+            self.warn(message)
+
     def info(self, message: str) -> None:
         if self.quiet:
             return

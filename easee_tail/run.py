@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from easee_tail import catalogue
+from easee_tail.alerts import AlertBounds, Alerts, ClockNotice
 from easee_tail.captures.reader import CLOCK_SLACK, Sieve
 from easee_tail.captures.story import LiveStory, story_data
 from easee_tail.decode import decoder as table_decoder
@@ -113,10 +114,26 @@ class Ends:
 
 
 @dataclass(frozen=True)
+class Monitor:
+    """What a run left as a monitor tells: --metrics, --alert-*."""
+
+    metrics_address: tuple[str, int] | None = None
+    metrics_per_charger: bool = False
+    alert_latency: float | None = None  # seconds
+    alert_silence: float | None = None  # seconds
+    exit_on_alert: bool = False
+
+    @property
+    def bounds(self) -> AlertBounds:
+        return AlertBounds(self.alert_latency, self.alert_silence, self.exit_on_alert)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     output: Output
     selection: Selection
     ends: Ends
+    monitor: Monitor = Monitor()
 
     @classmethod
     def take(cls, options: dict[str, Any]) -> RunSpec:
@@ -126,7 +143,7 @@ class RunSpec:
             return kind(**{field.name: _frozen(options.pop(field.name))
                            for field in fields(kind) if field.name in options})
 
-        return cls(pick(Output), pick(Selection), pick(Ends))
+        return cls(pick(Output), pick(Selection), pick(Ends), pick(Monitor))
 
 
 def _frozen(value: object) -> object:
@@ -142,6 +159,22 @@ def _save_sink(out: Output, encoder: Callable[[Record], bytes]) -> Sink:
     return CaptureSink(out.save_path, encoder, out.fsync, rotation)
 
 
+def _metrics_sink(reporter: Reporter, monitor: Monitor, stats: Stats, source: Source,
+                  backlog: int | None, alerts: Alerts | None) -> Sink:
+    from easee_tail.metrics import Collector, MetricsOptions, MetricsSink, is_loopback
+
+    assert monitor.metrics_address is not None
+    options = MetricsOptions(monitor.metrics_address, monitor.metrics_per_charger)
+    sink = MetricsSink(options, Collector(stats, source, backlog, alerts, options.per_charger))
+    host = options.address[0]
+    if not is_loopback(host):
+        reporter.warn(f"--metrics listens on {host}, not loopback: anyone who can reach this "
+                      "machine reads the metrics (server, queue, serials with "
+                      "--metrics-per-charger)")
+    reporter.info(f"metrics for Prometheus at {sink.url}")
+    return sink
+
+
 def consume(
     reporter: Reporter, spec: RunSpec, open_source: Callable[[], tuple[Source, int | None]],
     decoder: Callable[[Delivery], Record] | None = None, live: bool = True,
@@ -151,7 +184,8 @@ def consume(
     of messages waiting, if it knows); `removes`: what it acknowledges leaves a real queue;
     `passed_over`: how many lines a capture's reader has not parsed (filtered out)."""
     env = reporter.env
-    out, selection, ends = spec.output, spec.selection, spec.ends
+    out, selection, ends, monitor = spec.output, spec.selection, spec.ends, spec.monitor
+    bounds = monitor.bounds
     if out.fsync and not out.save_path:
         raise click.UsageError("--fsync goes with --save")
     if out.rotate and not out.save_path:
@@ -194,10 +228,21 @@ def consume(
         template = out.line_format if isinstance(out.line_format, Template) else None
         show_table = not (out.jsonl or out.line_format == "jsonl") and template is None \
             and env.stdout_isatty
-        if show_table or env.stderr_isatty or out.stats_interval:
-            stats = Stats(tally)
+        if show_table or env.stderr_isatty or out.stats_interval or bounds.any \
+                or monitor.metrics_address is not None:
+            stats = Stats(tally, None if bounds.latency is None else bounds.latency * 1000)
         if stats is not None and not show_table:
             sinks.append(stats)
+        alerts = None
+        if stats is not None:
+            sinks.append(ClockNotice(stats, reporter.alarm))
+            if bounds.any:
+                alerts = Alerts(bounds, stats, reporter.alarm, time.monotonic(),
+                                filtered=tally is not None)
+                sinks.append(alerts)
+        if monitor.metrics_address is not None:
+            assert stats is not None
+            sinks.append(_metrics_sink(reporter, monitor, stats, source, backlog, alerts))
         if tally is not None and not show_table:
             sinks.append(FilterNotice(tally, reporter.info))
         if out.stats_interval and not show_table:

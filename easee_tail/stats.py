@@ -21,17 +21,15 @@ from operator import attrgetter, is_not
 from typing import TextIO
 
 from easee_tail.model import ErrorRecord, Record
+from easee_tail.times import CLOCK_SKEW_MS
 
 WINDOW = 2048  # latencies kept for the live percentiles
 RESERVOIR = 10_000  # latencies sampled over the whole run for the exit summary
 RATE_SPAN = 5.0  # seconds the rate is averaged over
-# Upper bounds (ms) of the exit histogram's buckets; below the first is negative (clock skew),
-# above the last the final bucket.
+# Upper bounds (ms, inclusive, as Prometheus's `le`) of the latency histogram's buckets: the
+# first holds 0 and the negative (clocks that disagree), the last what is above the last edge.
 HISTOGRAM_EDGES = (0, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000,
                    120_000, 300_000, 600_000)
-# ArrivalTime this far (ms) ahead of the local clock is the local clock behind, not a message
-# from the future: said once, counted, and kept out of the latencies
-CLOCK_SKEW_MS = 2000.0
 
 
 @dataclass
@@ -148,7 +146,7 @@ class Stats:
         histogram = self.histogram
         below = 0
         for bucket, edge in enumerate(HISTOGRAM_EDGES):
-            upto = bisect_left(ordered, edge, below)
+            upto = bisect_right(ordered, edge, below)
             histogram[bucket] += upto - below
             below = upto
         histogram[-1] += len(ordered) - below

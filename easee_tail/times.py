@@ -8,6 +8,9 @@ from decimal import Decimal
 _DOTNET_EPOCH_TICKS = 621_355_968_000_000_000  # .NET ticks at 1970-01-01T00:00:00Z
 _TICKS_THRESHOLD = 6e17  # smaller than any .NET tick count of this millennium
 _MILLIS_THRESHOLD = 1e11  # as seconds that is the year 5138; as milliseconds, 1973
+# ArrivalTime this far (ms) ahead of the local clock is the local clock behind, not a message
+# from the future: noted, counted apart, and kept out of the latencies
+CLOCK_SKEW_MS = 2000.0
 
 
 def parse_time(value: object) -> datetime | None:

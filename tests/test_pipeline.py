@@ -45,6 +45,7 @@ class FakeSource:
     server = "fake"
     queue = "Q"
     status = None
+    reconnects = 0
 
     def __init__(self, batches: Sequence[Sequence[Delivery] | Exception]) -> None:
         self._batches = batches

@@ -36,6 +36,7 @@ from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import Group
 from easee_tail.text import plural, visible
+from easee_tail.times import CLOCK_SKEW_MS
 
 REDRAWS_PER_SECOND = 5
 SWITCH_KEY = "v"
@@ -307,7 +308,7 @@ def _cells(record: Record, time_field: str) -> list[tuple[str, str]]:
     latency = record.latency_ms
     latency_text = display_latency(latency)
     if latency is not None and latency < 0:
-        latency_text = "⚠ " + latency_text
+        latency_text = "⚠ clock" if latency < -CLOCK_SKEW_MS else "⚠ " + latency_text
     charger = visible(record.charger or "?")
     if record.redelivered:  # seen before a reconnect, perhaps: at-least-once, marked
         charger = "↻ " + charger

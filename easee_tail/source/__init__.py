@@ -22,6 +22,11 @@ class Source(Protocol):
         """Trouble worth a line in the table header ("reconnecting …"), or None."""
         ...
 
+    @property
+    def reconnects(self) -> int:
+        """How many times a lost connection was made again (0 for a source that does not)."""
+        ...
+
     def batches(self) -> Iterator[Sequence[Delivery]]:
         """Deliveries as they arrive; an empty batch at least every `IDLE_TICK` seconds."""
         ...

@@ -77,6 +77,7 @@ class BrokerSource:
         self._stream_offset = stream_offset  # a stream queue: where to start reading
         self._seen: OrderedDict[int, None] = OrderedDict()  # --peek: what was shown already
         self.status: str | None = None
+        self.reconnects = 0  # one connection: ReconnectingSource counts them
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self.server = details.display_url

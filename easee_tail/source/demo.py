@@ -15,6 +15,7 @@ MAX_BATCH = 1000
 class DemoSource:
     queue = "(in-process)"
     status: str | None = None
+    reconnects = 0
 
     def __init__(self, fleet: Fleet, rate: float) -> None:
         self._fleet = fleet

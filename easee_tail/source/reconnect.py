@@ -53,6 +53,7 @@ class ReconnectingSource:
         self.server = first.server
         self.queue = first.queue
         self.status: str | None = None  # "reconnecting …" while it does, for the table header
+        self.reconnects = 0  # connections made again after one was lost
 
     def batches(self) -> Iterator[Sequence[Delivery]]:
         while True:
@@ -114,6 +115,7 @@ class ReconnectingSource:
                     told_to_wait = min(failed.retry_after, self._backoff.retry_after_cap)
                 continue
             self.status = None
+            self.reconnects += 1
             self._notify(f"reconnected to {self._current.server} after "
                          f"{time.monotonic() - lost_at:.1f} s (attempt {attempt})")
             return

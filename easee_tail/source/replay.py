@@ -24,6 +24,7 @@ MAX_BATCH = 500
 class ReplaySource:
     queue = "(replay)"
     status: str | None = None
+    reconnects = 0
 
     def __init__(self, reader: Reader, speed: float | None) -> None:
         """`speed`: None for as fast as possible, else 1.0 for the original pace, 2.0 twice
