@@ -131,7 +131,7 @@ class Collector:
         below = 0
         for edge, count in zip(HISTOGRAM_EDGES, counts, strict=False):
             below += count
-            buckets.append((f"{edge / 1000:g}", below))
+            buckets.append((repr(edge / 1000), below))  # "0.0", "0.025", "10.0": as the client
         buckets.append(("+Inf", below + counts[-1]))
         return HistogramMetricFamily(
             f"{PREFIX}_latency_seconds", "From ArrivalTime (the cloud got the message) to "
