@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from easee_tail.errors import AlertRaised
 from easee_tail.format import display_latency, span
-from easee_tail.model import Record
+from easee_tail.sinks import Watcher
 from easee_tail.stats import Stats
 from easee_tail.text import plural
 
@@ -38,11 +38,9 @@ def p99_above(count: int, over: int) -> bool:
     return count > 0 and over >= count - int(0.99 * count)
 
 
-class Alerts:
+class Alerts(Watcher):
     """Raised and recovered, each said once per crossing, as a line on stderr (above the
     table when there is one). `raised` is read by --metrics."""
-
-    takes_records = False
 
     def __init__(self, bounds: AlertBounds, stats: Stats, say: Callable[[str], None],
                  started: float, filtered: bool = False) -> None:
@@ -56,12 +54,6 @@ class Alerts:
             self.raised[LATENCY] = False
         if bounds.silence is not None:
             self.raised[SILENCE] = False
-
-    def write(self, record: Record) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
     def tick(self, now: float) -> None:
         bounds, stats = self._bounds, self._stats
@@ -93,27 +85,16 @@ class Alerts:
             raise AlertRaised(f"alert: {text}; --exit-on-alert ends the run")
         self._say(f"alert: {text}" if high else f"recovered: {text}")
 
-    def close(self) -> None:
-        pass
 
-
-class ClockNotice:
+class ClockNotice(Watcher):
     """Once a run: ArrivalTime ahead of this machine's clock by more than the skew allowed
     (stats.CLOCK_SKEW_MS) means this clock is behind. Such messages are counted (the
     header, the exit summary, --metrics), not taken as latency."""
-
-    takes_records = False
 
     def __init__(self, stats: Stats, say: Callable[[str], None]) -> None:
         self._stats = stats
         self._say = say
         self._said = False
-
-    def write(self, record: Record) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
     def tick(self, now: float) -> None:
         first = self._stats.first_skew

@@ -12,7 +12,6 @@ fleet's serials are the labels the user asked for.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 from easee_tail import __version__
 from easee_tail.alerts import Alerts
 from easee_tail.errors import EaseeTailError, ExitCode
-from easee_tail.model import Record
+from easee_tail.sinks import Watcher
 from easee_tail.source import Source
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
 
@@ -41,15 +40,6 @@ class MetricsAddressError(EaseeTailError):
     """The --metrics address cannot be listened on (in use, not this machine's, no right)."""
 
     exit_code = ExitCode.USAGE
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -138,10 +128,8 @@ class Collector:
             "easee-tail receiving it", buckets=buckets, sum_value=stats.latency_sum / 1000)
 
 
-class MetricsSink:
+class MetricsSink(Watcher):
     """Serves the collector on --metrics from the start of the run to its end."""
-
-    takes_records = False
 
     def __init__(self, options: MetricsOptions, collector: Collector) -> None:
         registry = CollectorRegistry(auto_describe=False)
@@ -156,15 +144,6 @@ class MetricsSink:
                                       f"({reason})") from None
         bound_port = self._server.server_address[1]
         self.url = f"http://{_joined(host, bound_port)}/metrics"
-
-    def write(self, record: Record) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def tick(self, now: float) -> None:
-        pass
 
     def close(self) -> None:
         self._server.shutdown()

@@ -161,13 +161,14 @@ def _save_sink(out: Output, encoder: Callable[[Record], bytes]) -> Sink:
 
 def _metrics_sink(reporter: Reporter, monitor: Monitor, stats: Stats, source: Source,
                   backlog: int | None, alerts: Alerts | None) -> Sink:
-    from easee_tail.metrics import Collector, MetricsOptions, MetricsSink, is_loopback
+    from easee_tail.access import loopback
+    from easee_tail.metrics import Collector, MetricsOptions, MetricsSink
 
     assert monitor.metrics_address is not None
     options = MetricsOptions(monitor.metrics_address, monitor.metrics_per_charger)
     sink = MetricsSink(options, Collector(stats, source, backlog, alerts, options.per_charger))
     host = options.address[0]
-    if not is_loopback(host):
+    if not loopback(host):
         reporter.warn(f"--metrics listens on {host}, not loopback: anyone who can reach this "
                       "machine reads the metrics (server, queue, serials with "
                       "--metrics-per-charger)")

@@ -21,6 +21,7 @@ from operator import attrgetter, is_not
 from typing import TextIO
 
 from easee_tail.model import ErrorRecord, Record
+from easee_tail.sinks import Watcher
 from easee_tail.times import CLOCK_SKEW_MS
 
 WINDOW = 2048  # latencies kept for the live percentiles
@@ -222,22 +223,14 @@ def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1]}
 
 
-class StatsLines:
+class StatsLines(Watcher):
     """--stats-interval: a one-line JSON stats record on stderr every so often (JSONL mode)."""
-
-    takes_records = False  # reads the stats: written nothing itself
 
     def __init__(self, stats: Stats, stream: TextIO, interval: float) -> None:
         self._stats = stats
         self._stream = stream
         self._interval = interval
         self._next = time.monotonic() + interval
-
-    def write(self, record: Record) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
     def tick(self, now: float) -> None:
         if now < self._next:
@@ -260,15 +253,10 @@ class StatsLines:
         except (OSError, ValueError):
             pass  # stderr gone: the stream itself goes on
 
-    def close(self) -> None:
-        pass
 
-
-class FilterNotice:
+class FilterNotice(Watcher):
     """Filters that match nothing are not silent: when messages arrive and none is shown,
     a line says so (after `first` seconds, then every `every` seconds while it lasts)."""
-
-    takes_records = False  # reads the tally: written nothing itself
 
     def __init__(self, tally: Tally, say: Callable[[str], None], first: float = 5.0,
                  every: float = 60.0) -> None:
@@ -277,12 +265,6 @@ class FilterNotice:
         self._every = every
         self._next = time.monotonic() + first
         self._said = False
-
-    def write(self, record: Record) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
     def tick(self, now: float) -> None:
         if now >= self._next and self._nothing_shown():

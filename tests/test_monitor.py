@@ -82,7 +82,7 @@ def test_metrics_count_what_the_run_shows_and_a_real_client_scrapes_them(
     for _ in range(30):
         messages.append(("EHMETRC1.O.109", body(3), arrived(0)))
     for number in range(10):
-        messages.append(("EHMETRC2.O.120", body(number / 10), arrived(20)))  # 20 s late
+        messages.append(("EHMETRC2.O.120", body(number / 10), arrived(120)))  # 2 min late
     messages.append(("EHMETRC2.O.999", body(1), None))  # an id no catalogue has
     messages.append(("EHMETRC1.O.120", b"not json {", None))
     queue.publish_many(messages)
@@ -112,13 +112,14 @@ def test_metrics_count_what_the_run_shows_and_a_real_client_scrapes_them(
     assert value("easee_tail_reconnecting") == 0
     assert value("easee_tail_info", queue=queue.name, server=rabbit_server(samples),
                  version=version(samples)) == 1
-    # 40 carry ArrivalTime: 30 fresh, 10 that came 20 s after it
+    # 40 carry ArrivalTime: 30 fresh (within a minute even on a loaded machine), 10 that
+    # came two minutes after it
     assert value("easee_tail_latency_seconds_count") == 40
     assert value("easee_tail_latency_seconds_bucket", le="+Inf") == 40
-    assert value("easee_tail_latency_seconds_bucket", le="10.0") == 30
-    assert value("easee_tail_latency_seconds_bucket", le="30.0") == 40
+    assert value("easee_tail_latency_seconds_bucket", le="60.0") == 30
+    assert value("easee_tail_latency_seconds_bucket", le="300.0") == 40
     assert value("easee_tail_latency_seconds_bucket", le="600.0") == 40
-    assert value("easee_tail_latency_seconds_sum") >= 10 * 20
+    assert value("easee_tail_latency_seconds_sum") >= 10 * 120
     assert value("easee_tail_seconds_since_last_message") >= 0
     assert value("process_resident_memory_bytes") > 0
     assert stop(process) == 143
@@ -222,20 +223,20 @@ def test_silence_is_alerted_and_its_end_told_and_exit_on_alert_ends_with_14(
 def test_latency_over_the_bound_is_alerted_and_recovers_when_p99_is_back(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
 ) -> None:
-    process = cli.popen(*direct(cli, rabbit, queue, "--jsonl", "--alert-latency", "5s"),
+    process = cli.popen(*direct(cli, rabbit, queue, "--jsonl", "--alert-latency", "30s"),
                         stdout=subprocess.DEVNULL)
     assert process.stderr is not None
     stderr = Lines(process.stderr)
     queue.wait_for_consumers(1)
-    queue.publish_many([("EHLATENT.O.120", body(1.0), arrived(60)) for _ in range(5)])
+    queue.publish_many([("EHLATENT.O.120", body(1.0), arrived(300)) for _ in range(5)])
     alert = stderr.wait_for("alert:")
-    assert "p99 latency over the last minute is above 5.0 s" in alert
+    assert "p99 latency over the last minute is above 30.0 s" in alert
     took = re.search(r"\((\d+) of (\d+) messages? took longer; --alert-latency\)", alert)
     assert took is not None and took[1] == took[2]  # every one so far was late
     # 500 in time: 5 late of 505 is under 1 %
     queue.publish_many([("EHLATENT.O.120", body(1.0), arrived(0)) for _ in range(500)])
     recovered = stderr.wait_for("recovered:")
-    back = re.search(r"within 5\.0 s again \(5 of (\d+) messages took longer\)", recovered)
+    back = re.search(r"within 30\.0 s again \(5 of (\d+) messages took longer\)", recovered)
     assert back is not None and 501 <= int(back[1]) <= 505  # 5 of 500 is still 1 %
     assert stop(process) == 143
     assert stderr.text.count("alert:") == 1

@@ -26,6 +26,25 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class Watcher:
+    """A sink that takes no records: it reads what the run keeps (stats, tally) when the
+    loop ticks. Subclasses give `tick`, and `close` when they hold something."""
+
+    takes_records = False
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class PipeClosed(Exception):
     """The reader of stdout went away (`| head`): stop quietly, ack nothing more."""
 
