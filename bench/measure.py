@@ -359,7 +359,8 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
     from easee_tail.stats import Stats
 
     table = load()
-    store = LiveStore(Stats(), FleetState(table), LiveStory(story_data(table)))
+    stats = Stats()
+    store = LiveStore(stats, FleetState(table, stats.per_charger), LiveStory(story_data(table)))
     records = 0
     reader = Reader(open_captures([str(path)], sys.stdin.buffer), Sieve(), lambda _line: None)
     for record in reader.records():
@@ -389,4 +390,4 @@ def fleet_redraws(path: Path, views: Sequence[str] = ("stream", "state", "timeli
         sink.close()
         timings[view] = statistics.median(spent)
     assert store.fleet is not None
-    return FleetView(len(store.fleet.chargers), records, timings)
+    return FleetView(len(store.fleet), records, timings)

@@ -258,7 +258,8 @@ def consume(
             keys = Keys.open(env.stdin) if env.stdin_isatty else None
             # a view is kept only if it can be shown: asked for, or keys to switch to it
             store = LiveStore(
-                stats, FleetState(table) if out.view == "state" or keys is not None else None,
+                stats, FleetState(table, stats.per_charger)
+                if out.view == "state" or keys is not None else None,
                 LiveStory(story_data(table)) if out.view == "timeline" or keys is not None
                 else None)
             sinks.append(store)

@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 import math
 from array import array
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from itertools import repeat
+from operator import attrgetter
 
 from easee_tail.catalogue import Catalogue
-from easee_tail.format import value_text
-from easee_tail.model import ErrorRecord, Record
+from easee_tail.model import ErrorRecord, Observation, Record
 
 HISTORY = 16  # telemetry values kept per observation for its sparkline
 
@@ -43,59 +45,77 @@ class Latest:
     history: array[float] | None = None  # telemetry only: the last HISTORY values, oldest first
 
 
-@dataclass(slots=True)
-class ChargerState:
-    serial: str
-    count: int = 0
-    errors: int = 0
-    heard: float = 0.0  # monotonic, as of the batch that last carried one of its records
-    latest: dict[int | str, Latest] = field(default_factory=dict)  # by id, or by kind name
-
-
 _PLOTTABLE = 1 << 53  # integers a float holds exactly; beyond, a sparkline means nothing
+_charger = attrgetter("charger")
+_id = attrgetter("id")
+_ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 
 
 class FleetState:
-    def __init__(self, table: Catalogue) -> None:
-        self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
-        self.chargers: dict[str, ChargerState] = {}
-        self.failed = 0  # records a bug kept out of the view (none, one hopes)
-        self._by_serial: list[ChargerState] = []  # sorted once a charger is new, not per redraw
+    """Per charger: how many messages, how many unreadable, when last heard (each kept per
+    batch in C) and the latest value of each observation (one lookup per record)."""
 
-    def by_serial(self) -> list[ChargerState]:
-        """The chargers in the order of their serials."""
-        if len(self._by_serial) != len(self.chargers):  # chargers are added, never removed
-            self._by_serial = sorted(self.chargers.values(), key=lambda charger: charger.serial)
+    def __init__(self, table: Catalogue, counts: Counter[str] | None = None) -> None:
+        self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
+        # messages, by serial ("?": none named): the run's Stats.per_charger when given (one
+        # count, kept by the stats), else counted here
+        self._counting = counts is None
+        self.counts: Counter[str] = Counter() if counts is None else counts
+        self.errors: Counter[str] = Counter()  # of them unreadable
+        self.heard: dict[str, float] = {}  # monotonic, as of the batch that last carried one
+        self.latest: dict[str, dict[int | str, Latest]] = {}  # by serial, then id or kind
+        self._values: dict[tuple[str, int | str], Latest] = {}  # the same, by (serial, key)
+        self.failed = 0  # records a bug kept out of the view (none, one hopes)
+        self._by_serial: list[str] = []  # sorted once a charger is new, not per redraw
+
+    def __len__(self) -> int:
+        return len(self.latest)
+
+    def by_serial(self) -> list[str]:
+        """The serials in order."""
+        if len(self._by_serial) != len(self.latest):  # chargers are added, never removed
+            self._by_serial = sorted(self.latest)
         return self._by_serial
 
     def take(self, records: Sequence[Record], now: float) -> None:
-        """A batch of records, received at `now` (monotonic): one loop, locals only."""
-        chargers, telemetry = self.chargers, self._telemetry
-        for record in records:
-            serial = record.charger or "?"
-            charger = chargers.get(serial)
-            if charger is None:
-                charger = chargers[serial] = ChargerState(serial)
-            charger.count += 1
-            charger.heard = now
-            if isinstance(record, ErrorRecord):
-                charger.errors += 1
-                continue
+        """A batch of records, received at `now` (monotonic)."""
+        serials = list(map(_charger, records))
+        if None in serials:  # a routing key without a serial
+            serials = [serial or "?" for serial in serials]
+        if self._counting:
+            self.counts.update(serials)
+        self.heard.update(zip(serials, repeat(now)))
+        latest = self.latest
+        if len(self.heard) != len(latest):  # new chargers
+            for serial in self.heard.keys() - latest.keys():
+                latest[serial] = {}
+        keys: list[int | str | None] = list(map(_id, records))
+        observations: Sequence[Observation]
+        if None in keys or any(map(isinstance, records, _ERROR_RECORD)):  # rare: the slow way
+            self.errors.update(serial for serial, record in zip(serials, records, strict=True)
+                               if isinstance(record, ErrorRecord))
+            pairs = [(serial, record.kind if record.id is None else record.id)
+                     for serial, record in zip(serials, records, strict=True)
+                     if not isinstance(record, ErrorRecord)]
+            observations = [record for record in records if isinstance(record, Observation)]
+        else:
+            pairs = list(zip(serials, keys, strict=True))  # type: ignore[arg-type]  # no None
+            observations = records  # type: ignore[assignment]  # no error record among them
+        values, telemetry = self._values, self._telemetry
+        for pair, record in zip(pairs, observations, strict=True):
             try:
-                key: int | str = record.id if record.id is not None else record.kind
                 value = record.value
-                if isinstance(value, (dict, list)):  # a session's JSON: kept as the text shown
-                    value = value_text(value, None, None, 32)
-                latest = charger.latest.get(key)
-                if latest is None:
-                    latest = charger.latest[key] = Latest(
+                known = values.get(pair)
+                if known is None:
+                    known = values[pair] = latest[pair[0]][pair[1]] = Latest(
                         record.name, value, record.label, record.unit)
-                    if key in telemetry:
-                        latest.history = array("f")
-                elif latest.value != value:  # (the label and unit follow the value)
-                    latest.changed = now
-                    latest.value, latest.label, latest.unit = value, record.label, record.unit
-                history = latest.history
+                    if pair[1] in telemetry:
+                        known.history = array("f")
+                elif known.value != value:  # (the label and unit follow the value)
+                    known.changed = now
+                    known.value, known.label, known.unit = \
+                        value, record.label, record.unit
+                history = known.history
                 if history is not None and (
                         (type(value) is float and math.isfinite(value))
                         or (type(value) is int and -_PLOTTABLE < value < _PLOTTABLE)):

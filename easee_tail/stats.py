@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from itertools import repeat
 from operator import attrgetter, is_not
 from typing import TextIO
 
@@ -66,7 +67,7 @@ class Tally:
 class Stats:
     """Counts and latencies of what was written. A sink (`write` only keeps the record; a
     batch is counted on `flush`), or fed whole batches by the live table's store (`take`):
-    per batch, one loop over its records and the rest in C (Counter, map, bisect)."""
+    per batch, all in C (Counter, map, bisect) but for batches with error records."""
 
     def __init__(self, tally: Tally | None = None, latency_bound: float | None = None) -> None:
         self.tally = tally  # None when nothing is filtered
@@ -112,17 +113,14 @@ class Stats:
         per_charger.update(map(_charger, records))
         if None in per_charger:  # a routing key without a serial
             per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
-        names: list[str] = []
-        name = names.append
-        for record in records:
-            if isinstance(record, ErrorRecord):
-                self.errors += 1
-                name(UNREADABLE)
-            else:
-                name(record.name)
-            if record.redelivered:
-                self.redelivered += 1
+        if any(map(isinstance, records, _ERROR_RECORD)):  # rare: error records are counted
+            names = [UNREADABLE if isinstance(record, ErrorRecord) else record.name
+                     for record in records]
+            self.errors += names.count(UNREADABLE)
+        else:  # the usual batch, counted in C
+            names = list(map(_name, records))
         self.per_observation.update(names)
+        self.redelivered += sum(map(_redelivered, records))
         latencies = list(filter(_is_latency, map(_latency, records)))
         if latencies:
             self._latencies(latencies, records, now)
@@ -208,6 +206,9 @@ class Stats:
 
 UNREADABLE = "(unreadable)"  # the per-observation count of error records
 _charger = attrgetter("charger")
+_name = attrgetter("name")
+_redelivered = attrgetter("redelivered")
+_ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 _latency = attrgetter("latency_ms")
 _is_latency = partial(is_not, None)
 

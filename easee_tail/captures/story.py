@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from importlib.resources import files
+from itertools import compress
+from operator import attrgetter
 from sys import intern
 
 from easee_tail.catalogue import Catalogue
@@ -395,6 +397,9 @@ def timeline_text(changes: Sequence[Change]) -> str:
     return "\n".join(out)
 
 
+_id = attrgetter("id")
+
+
 class LiveStory:
     """The table's timeline view: each charger's story as records come (the order they
     arrive in), the latest changes kept; fed by the live table's store (live.py)."""
@@ -410,9 +415,10 @@ class LiveStory:
 
     def take(self, records: Sequence[Record]) -> None:
         """A batch of records, in the order they came."""
-        read, stories = self._read, self._stories
-        for record in records:
-            if record.id not in read or record.charger is None:
+        stories = self._stories
+        # the records of the observations a story reads, picked in C (most are telemetry)
+        for record in compress(records, map(self._read.__contains__, map(_id, records))):
+            if record.charger is None:
                 continue
             story = stories.get(record.charger)
             if story is None:

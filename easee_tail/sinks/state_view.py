@@ -14,7 +14,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from easee_tail.format import display_ago, display_state_value, sparkline
-from easee_tail.state import ChargerState, FleetState, Group, Latest
+from easee_tail.state import FleetState, Group, Latest
 from easee_tail.text import plural, visible
 
 HIGHLIGHT = 2.5  # seconds a changed value stays highlighted
@@ -36,8 +36,8 @@ def state_lines(
     lines: list[Text] = []
     if skip:
         lines.append(Text(f"↑ {plural(skip, 'charger')} above", style="dim"))
-    for shown, charger in enumerate(chargers[skip:], start=skip):
-        block = _block(charger, groups, now, silent_after)
+    for shown, serial in enumerate(chargers[skip:], start=skip):
+        block = _block(fleet, serial, groups, now, silent_after)
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
         if len(block) > room and shown == skip and room > 0:
@@ -55,31 +55,33 @@ def state_lines(
     return lines[:max(1, height)]
 
 
-def _block(charger: ChargerState, groups: tuple[Group, ...], now: float,
+def _block(fleet: FleetState, serial: str, groups: tuple[Group, ...], now: float,
            silent_after: float) -> list[Text]:
     first = Text(no_wrap=True, overflow="ellipsis")
-    first.append(visible(charger.serial), style="bold")
-    first.append(f"  {charger.count:,} messages", style="dim")
-    if charger.errors:
-        first.append(f" · {charger.errors} unreadable", style="red")
-    quiet = now - charger.heard
+    first.append(visible(serial), style="bold")
+    first.append(f"  {fleet.counts[serial]:,} messages", style="dim")
+    errors = fleet.errors.get(serial)
+    if errors:
+        first.append(f" · {errors} unreadable", style="red")
+    quiet = now - fleet.heard[serial]
     if quiet > silent_after:
         first.append(f" · SILENT, last heard {display_ago(quiet)}", style="bold red")
     else:
         first.append(f" · heard {display_ago(quiet)}", style="dim")
     lines = [first]
+    values = fleet.latest[serial]
     grouped: set[int | str] = set()
     for group in groups:
         items = []
         for observation, label in group.fields:
             grouped.add(observation)
-            latest = charger.latest.get(observation)
+            latest = values.get(observation)
             if latest is not None:
                 items.append((label, latest))
         if items:
             lines.append(_group_line(group.name, items, now))
     others = [(visible(latest.name), latest)  # a replayed capture names its own
-              for key, latest in sorted(charger.latest.items(), key=_by_id_then_kind)
+              for key, latest in sorted(values.items(), key=_by_id_then_kind)
               if key not in grouped]
     if others:
         lines.append(_group_line("other", others, now))

@@ -120,7 +120,7 @@ class TableSink:
                     self._more_below = True  # the one scrolled past is below now
             elif self._more_below:  # down stops once the last charger is on screen
                 self._skip += 1
-                self._more_below = self._skip < len(self._fleet.chargers) - 1
+                self._more_below = self._skip < len(self._fleet) - 1
 
     def notice(self, text: str) -> None:
         """A line printed above the table (rich keeps the live part below it)."""
