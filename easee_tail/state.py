@@ -22,6 +22,7 @@ from itertools import repeat
 from operator import attrgetter
 
 from easee_tail.catalogue import Catalogue
+from easee_tail.format import value_text
 from easee_tail.model import ErrorRecord, Observation, Record
 
 HISTORY = 16  # telemetry values kept per observation for its sparkline
@@ -53,7 +54,7 @@ _ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 
 class FleetState:
     """Per charger: how many messages, how many unreadable, when last heard (each kept per
-    batch in C) and the latest value of each observation (one lookup per record)."""
+    batch in C) and the latest value of each observation (a lookup per record)."""
 
     def __init__(self, table: Catalogue, counts: Counter[str] | None = None) -> None:
         self._telemetry = {entry.id for entry in table if "telemetry" in entry.tags}
@@ -64,7 +65,6 @@ class FleetState:
         self.errors: Counter[str] = Counter()  # of them unreadable
         self.heard: dict[str, float] = {}  # monotonic, as of the batch that last carried one
         self.latest: dict[str, dict[int | str, Latest]] = {}  # by serial, then id or kind
-        self._values: dict[tuple[str, int | str], Latest] = {}  # the same, by (serial, key)
         self.failed = 0  # records a bug kept out of the view (none, one hopes)
         self._by_serial: list[str] = []  # sorted once a charger is new, not per redraw
 
@@ -101,20 +101,21 @@ class FleetState:
         else:
             pairs = list(zip(serials, keys, strict=True))  # type: ignore[arg-type]  # no None
             observations = records  # type: ignore[assignment]  # no error record among them
-        values, telemetry = self._values, self._telemetry
-        for pair, record in zip(pairs, observations, strict=True):
+        telemetry = self._telemetry
+        for (serial, key), record in zip(pairs, observations, strict=True):
             try:
                 value = record.value
-                known = values.get(pair)
+                if type(value) is dict or type(value) is list:  # a session's JSON: its text
+                    value = value_text(value, None, None, 32)
+                values = latest[serial]
+                known = values.get(key)
                 if known is None:
-                    known = values[pair] = latest[pair[0]][pair[1]] = Latest(
-                        record.name, value, record.label, record.unit)
-                    if pair[1] in telemetry:
+                    known = values[key] = Latest(record.name, value, record.label, record.unit)
+                    if key in telemetry:
                         known.history = array("f")
                 elif known.value != value:  # (the label and unit follow the value)
                     known.changed = now
-                    known.value, known.label, known.unit = \
-                        value, record.label, record.unit
+                    known.value, known.label, known.unit = value, record.label, record.unit
                 history = known.history
                 if history is not None and (
                         (type(value) is float and math.isfinite(value))

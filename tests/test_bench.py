@@ -32,7 +32,7 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     header = next(line for line in table if line.startswith("row"))
     assert "msg/s" in header and "ratio" in header
     rows = [line for line in table if line[:1].isdigit()]
-    assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 12)]
+    assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 14)]
     assert "1,500 lines saved" in rows[2]
     assert "redraws/s" in rows[3]
     assert "p99" in rows[6]
@@ -41,12 +41,15 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     assert "a fleet of 40 chargers" in rows[9] and "peak RSS" in rows[9]
     assert "timeline" in rows[9]
     assert "of this floor" in rows[10]
+    assert ">= 0.97x floor" in rows[1] and "x the baseline" in rows[1]  # judged by the floor
+    assert "drained" in rows[11] and "<= 1.15x jsonl" in rows[11]
+    assert "--metrics" in rows[12] and ">= 0.95x jsonl" in rows[12]
 
     [written] = list(tmp_path.glob("*.json"))
     assert written.name.endswith("-quick.json")  # told apart from full runs
     result_json = json.loads(written.read_text())
     assert result_json["quick"] is True
-    assert [row["number"] for row in result_json["rows"]] == list(range(1, 12))
+    assert [row["number"] for row in result_json["rows"]] == list(range(1, 14))
     assert result_json["messages"] == 1500
     assert all(row["rate"] > 0 for row in result_json["rows"][:5])
     assert result_json["machine"]["rabbitmq"]

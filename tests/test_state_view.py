@@ -252,6 +252,23 @@ def test_a_short_terminal_keeps_a_chargers_status_before_its_other_values(
         screen.close()
 
 
+def test_the_header_counts_down_what_is_left_of_the_backlog(
+    cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
+) -> None:
+    """Part way through a backlog, the header says how much of it is still to come: the
+    table stopped by --count after 5 of 12 leaves its last frame on the screen."""
+    queue.publish_many([("EHBACKLG.O.120", observation(1.0 + n), None) for n in range(12)])
+    screen = Terminal.open(160, 30)
+    try:
+        screen.run([cli.executable, "--amqp-url", rabbit.amqps_url(), "--queue", queue.name,
+                    "--ca-file", str(cli.certs.ca_file), "--count", "5", "--prefetch", "1"])
+        shown = screen.wait_for(lambda s: "EXIT=0" in s)
+        assert "5 messages" in shown and "backlog 7 of 12 left" in shown
+    finally:
+        screen.close()
+    assert queue.depth() == 7  # what the header said is left is still in the queue
+
+
 def test_the_header_names_the_view_and_counts_the_backlog_down(
     cli: Runner, rabbit: RabbitBroker, queue: BrokerQueue
 ) -> None:
