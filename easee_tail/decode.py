@@ -476,6 +476,8 @@ def _plain(value: object) -> object:
         return parse_time(value)
     if isinstance(value, Decimal):
         return float(value) if value.is_finite() else str(value)
+    if isinstance(value, float) and value - value != 0.0:  # JSON has no NaN nor infinity
+        return _float_name(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -79,3 +80,16 @@ def test_filters_judge_records_on_what_they_carry() -> None:
     assert [keep(r) for r in (wanted, other_charger, other_obs, anonymous_error, pulse)] == [
         True, False, False, True, False]
     assert build_filter(FilterSpec()) is None
+
+
+def test_an_unreadable_message_with_headers_json_cannot_hold_is_one_json_line() -> None:
+    """An infinite header (AMQP has doubles; JSON has no infinity) beside an integer beyond
+    64 bits (which orjson refuses): the error record still makes one line, the infinity
+    named as text (found by hypothesis)."""
+    record = decode(Delivery("", b"", {"big": -(2**63) - 1, "far": float("inf"),
+                                      "lost": float("nan")}, 0.0), catalogue.load())
+    assert isinstance(record, ErrorRecord)
+    line = encode(record)
+    assert line.count(b"\n") == 1
+    parsed = json.loads(line)
+    assert parsed["headers"] == {"big": -(2**63) - 1, "far": "Infinity", "lost": "NaN"}

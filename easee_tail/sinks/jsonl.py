@@ -47,7 +47,7 @@ def _encode_slowly(record: Record) -> bytes:
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError) as problem:
         # Decode leaves nothing that comes here; if a bug does, the line still goes out
         # (ASCII, no NaN), the value as text, saying why.
-        for field in ("value", "raw"):
+        for field in ("value", "raw", "headers"):
             if field in plain and plain[field] is not None:
                 plain[field] = repr(plain[field])[:1000]
         plain["notes"] = [*plain.get("notes", []),
