@@ -12,17 +12,22 @@ fleet's serials are the labels the user asked for.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import ProcessCollector, start_http_server
+from prometheus_client import ProcessCollector, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
 from easee_tail import __version__
@@ -33,6 +38,9 @@ from easee_tail.source import Source
 from easee_tail.stats import HISTOGRAM_EDGES, Stats
 
 PREFIX = "easee_tail"
+# how often the server's thread looks whether the run has ended: the most a run's end waits
+# for it (prometheus_client's own start_http_server looks every 0.5 s)
+SERVER_POLL = 0.05
 MAX_OBSERVATION_LABELS = 1000  # beyond the catalogue's names: never reached by real traffic
 
 
@@ -137,11 +145,14 @@ class MetricsSink(Watcher):
         ProcessCollector(registry=registry)  # the usual process_* (memory, CPU, descriptors)
         host, port = options.address
         try:
-            self._server, self._thread = start_http_server(port, host, registry)
+            self._server = _server(host, port, make_wsgi_app(registry))
         except OSError as problem:
             reason = problem.strerror or str(problem)
             raise MetricsAddressError(f"--metrics {_joined(host, port)}: cannot listen there "
                                       f"({reason})") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
+                                        kwargs={"poll_interval": SERVER_POLL}, daemon=True)
+        self._thread.start()
         bound_port = self._server.server_address[1]
         self.url = f"http://{_joined(host, bound_port)}/metrics"
 
@@ -149,6 +160,22 @@ class MetricsSink(Watcher):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2.0)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape is not news
+
+
+def _server(host: str, port: int, app: Any) -> ThreadingWSGIServer:
+    """prometheus_client's threading WSGI server on `host` (IPv4 or IPv6, as it resolves)."""
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return make_server(host, port, app, Server, handler_class=_Quiet)
 
 
 def _joined(host: str, port: int) -> str:
