@@ -2,7 +2,8 @@
 
 Per message the store only keeps the record (a list append, in C); once a batch, on
 `flush`, before it is acknowledged, it counts the batch (stats.py), brings each charger's
-latest values up to date (state.py, when the state view can be shown), tells the stories
+latest values up to date (state.py, when the state view can be shown: the newest of each
+folded in at most five times a second), tells the stories
 (the timeline view) and keeps the newest rows for the stream view. The views read it when
 they draw, at most a few times a second, and draw only what is on screen.
 """

@@ -5,16 +5,23 @@ Kept by the live table's store (live.py) from every batch, so the state view can
 groups the state view shows are data (data/state_view.json), not code.
 
 Only what the view draws is kept (name, value, label, unit, a short history of telemetry in
-a compact array), never whole records: a fleet of 10,000 chargers fits in tens of MB.
+a compact array), never whole records: a fleet of 10,000 chargers fits in tens of MB. The
+values of a batch wait in a window, the newest per charger and observation, which is folded
+in five times a second (a redraw's period): a backlog drained at tens of thousands of
+messages a second sends each observation of a charger many times in between, and only the
+newest is looked at. So a sparkline's history and a value's last change are as of those
+foldings: the same as per message on a live stream, where a charger sends an observation at
+most every few seconds.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -25,7 +32,9 @@ from easee_tail.catalogue import Catalogue
 from easee_tail.format import value_text
 from easee_tail.model import ErrorRecord, Observation, Record
 
-HISTORY = 16  # telemetry values kept per observation for its sparkline
+HISTORY = 16  # telemetry values kept per observation for its sparkline (one per settle)
+SETTLE_EVERY = 0.2  # seconds between two foldings of the newest values: a redraw's period
+SETTLE_SIZE = 50_000  # (serial, id) pairs waiting that fold them in at once (memory)
 
 
 @dataclass(frozen=True)
@@ -67,18 +76,24 @@ class FleetState:
         self.latest: dict[str, dict[int | str, Latest]] = {}  # by serial, then id or kind
         self.failed = 0  # records a bug kept out of the view (none, one hopes)
         self._by_serial: list[str] = []  # sorted once a charger is new, not per redraw
+        # the newest record of each (serial, id) since the last `settle`, and when it came
+        self._window: dict[tuple[str, int | str], tuple[Observation, float]] = {}
+        self._settle_at = 0.0  # monotonic: the first batch is folded in at once
 
     def __len__(self) -> int:
         return len(self.latest)
 
     def by_serial(self) -> list[str]:
-        """The serials in order."""
+        """The serials in order, the newest values folded in: what a view reads first."""
+        if self._window:
+            self.settle(time.monotonic())
         if len(self._by_serial) != len(self.latest):  # chargers are added, never removed
             self._by_serial = sorted(self.latest)
         return self._by_serial
 
     def take(self, records: Sequence[Record], now: float) -> None:
-        """A batch of records, received at `now` (monotonic)."""
+        """A batch of records, received at `now` (monotonic). Counted at once; their values
+        wait in a window that `settle` folds in (at most SETTLE_EVERY seconds later)."""
         serials = list(map(_charger, records))
         if None in serials:  # a routing key without a serial
             serials = [serial or "?" for serial in serials]
@@ -91,6 +106,7 @@ class FleetState:
                 latest[serial] = {}
         keys: list[int | str | None] = list(map(_id, records))
         observations: Sequence[Observation]
+        pairs: Iterable[tuple[str, int | str]]
         if None in keys or any(map(isinstance, records, _ERROR_RECORD)):  # rare: the slow way
             self.errors.update(serial for serial, record in zip(serials, records, strict=True)
                                if isinstance(record, ErrorRecord))
@@ -99,10 +115,23 @@ class FleetState:
                      if not isinstance(record, ErrorRecord)]
             observations = [record for record in records if isinstance(record, Observation)]
         else:
-            pairs = list(zip(serials, keys, strict=True))  # type: ignore[arg-type]  # no None
+            pairs = zip(serials, keys, strict=True)  # type: ignore[arg-type]  # no None
             observations = records  # type: ignore[assignment]  # no error record among them
+        # the newest of each (serial, id) with its batch's time, in C: a busy stream sends
+        # the same observation of a charger many times between two redraws
+        self._window.update(zip(pairs, zip(observations, repeat(now), strict=False),
+                                strict=True))
+        if now >= self._settle_at or len(self._window) >= SETTLE_SIZE:
+            self.settle(now)
+
+    def settle(self, now: float) -> None:
+        """Fold the window into the latest values (when a view is about to read them, or the
+        window is due)."""
+        self._settle_at = now + SETTLE_EVERY
+        window, self._window = self._window, {}
+        latest = self.latest
         telemetry = self._telemetry
-        for (serial, key), record in zip(pairs, observations, strict=True):
+        for (serial, key), (record, at) in window.items():
             try:
                 value = record.value
                 if type(value) is dict or type(value) is list:  # a session's JSON: its text
@@ -114,7 +143,7 @@ class FleetState:
                     if key in telemetry:
                         known.history = array("f")
                 elif known.value != value:  # (the label and unit follow the value)
-                    known.changed = now
+                    known.changed = at
                     known.value, known.label, known.unit = value, record.label, record.unit
                 history = known.history
                 if history is not None and (

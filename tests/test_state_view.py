@@ -60,13 +60,22 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
         a = block(shown, "EHSTATEA")
         assert "10 messages" in a and "1 unreadable" in a
         assert re.search(r"status\s+op Charging · reason no reason", a)
-        assert re.search(r"power\s+P 7\.2 kW [▁-█]{3}", a)  # the latest value, a sparkline of 3
+        # the latest value, and a sparkline from two values up: none when the three came
+        # between two foldings of the newest values (five a second), as a backlog's do
+        power = re.search(r"power\s+P 7\.2 kW(?: ([▁-█]{2,3}))?(?!\S)", a)
+        assert power is not None
         assert re.search(r"link\s+cloud true · last disconnect Störung 東京 · WiFi RSSI -61 dBm", a)
         assert "Unknown 42" in a  # unknown ids are shown, in the "other" line
         b = block(shown, "ECSTATEB")
         assert re.search(r"status\s+op Disconnected · enabled true", b)
         assert "power" not in b  # a group with no values is left out
         assert "per charger EHSTATEA 10 ECSTATEB 2" in shown  # per-charger counts in the header
+
+        # a reading after the screen showed the last is one more point of the sparkline
+        queue.publish("EHSTATEA.O.120", observation(3.0))
+        points = len(power.group(1) or "x") + 1
+        screen.wait_for(lambda s: re.search(rf"power\s+P 3 kW [▁-█]{{{points}}}(?!\S)",
+                                            block(s, "EHSTATEA")) is not None)
 
         # A change is highlighted (reverse video) for a moment, then shown plain.
         queue.publish("EHSTATEA.O.109", observation(4))
