@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float,
                         help="how long the latency row publishes (default 10 s; --quick 5)")
     parser.add_argument("--rounds", type=int,
-                        help="alternating rounds of rows 1-4, 8 and 11-13; each ratio is the "
+                        help="alternating rounds of rows 1-4, 8 and 11-13, after one warm-up round "
+                             "that is not counted; each ratio is the "
                              "median (default 5; --quick 3)")
     parser.add_argument("--fleet-chargers", type=int,
                         help="chargers in row 10's fleet (default 10,000; --quick 2,000)")
@@ -138,11 +139,14 @@ def measure_all(
     save_file = work / "saved.jsonl"
     rounds: list[dict[str, Run]] = []
     saved_lines = []
-    for round_number in range(1, args.rounds + 1):
+    # round 0 warms the broker, the page cache and the CPU's clocks up, and is not counted:
+    # the first round of a run was often slow for every row, and most for the rows run first
+    for round_number in range(0, args.rounds + 1):
         names = {row: f"{row}-{round_number}" for row in ("baseline", "floor", "jsonl", "save",
                                                                 "table", "state", "metrics")}
-        say(f"round {round_number} of {args.rounds}: pre-loading {count:,} messages into "
-            f"each of {len(names)} queues …")
+        say(f"round {round_number} of {args.rounds}"
+            + (" (a warm-up, not counted)" if not round_number else "")
+            + f": pre-loading {count:,} messages into each of {len(names)} queues …")
         preload(broker, f"bench.round{round_number}", list(names.values()), messages, count)
         runs: dict[str, Run] = {}
         say("  1 baseline: raw pika …")
@@ -158,7 +162,8 @@ def measure_all(
         save_file.unlink(missing_ok=True)
         runs["save"] = run_consumer(
             [*tail, "--queue", names["save"], "--jsonl", "--save", str(save_file)], count)
-        saved_lines.append(count_lines(save_file))
+        if round_number:
+            saved_lines.append(count_lines(save_file))
         say("  13 easee-tail --jsonl --metrics 0 > /dev/null …")
         runs["metrics"] = run_consumer(
             [*tail, "--queue", names["metrics"], "--jsonl", "--metrics", "0"], count)
@@ -172,7 +177,8 @@ def measure_all(
             if left:
                 raise RuntimeError(f"{left} messages were left in {name}: a run did not drain it")
             delete_queue(broker, name)
-        rounds.append(runs)
+        if round_number:
+            rounds.append(runs)
 
     say("5 the pipeline alone …")
     alone = pipeline_alone(messages)
