@@ -108,6 +108,8 @@ class JsonlSink:
         self._careful = self._pipe or os.isatty(self._fd)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLOUT)
+        if not self._careful:  # where a line's end need not be known: one step a record
+            self.write = self._write_plain  # type: ignore[method-assign]
 
     @classmethod
     def open_file(
@@ -130,6 +132,9 @@ class JsonlSink:
     def write(self, record: Record) -> None:
         self._pending += self._encode(record)
         self._ends.append(len(self._pending))
+
+    def _write_plain(self, record: Record) -> None:
+        self._pending += self._encode(record)
 
     def flush(self) -> None:
         if not self._pending:
