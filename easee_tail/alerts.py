@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from easee_tail.errors import AlertRaised
-from easee_tail.format import display_latency, span
+from easee_tail.format import display_latency
 from easee_tail.sinks import Watcher
 from easee_tail.stats import Stats
 from easee_tail.text import plural
+from easee_tail.times import span
 
 LATENCY, SILENCE = "latency", "silence"
 

@@ -5,6 +5,16 @@ lists make it: the AMQP document's (data/observations.tsv) and, for ids outside 
 full charger observation list (data/observations-wider.tsv, facts only: id, name, type,
 tags, unit, the roles that may see it). An entry of the wider list carries the tag
 `unlisted`, so a record says that its id is not in the AMQP list.
+
+Each list has a `sources` column: which public sources say what of an observation, where they
+disagree or where a label comes from (`type Double: evcc, homey; type Integer: amqp-doc`;
+the source keys are data/sources.json's). The type column holds the decision; a value of a
+type some source claims is taken as it comes, without a note. So the next disagreement is a
+change of data, not of code.
+
+Other kinds of device use other numbers: an Equalizer (serials QP...) has its own list
+(data/observations-equalizer.tsv), in which 31 is a current, not IsEnabled. Which serials
+are which kind is data too (data/devices.json); `Catalogue.of(serial)` gives a device's list.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import builtins
 import csv
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
@@ -21,6 +31,37 @@ UNLISTED = "unlisted"  # the tag of an entry from the wider list
 REVERSED_TOKEN_ID = 108  # UserIDTokenReversed: the document says to reverse it back
 _PYTHON_TYPES: dict[str, type[object]] = {
     "Double": float, "Integer": int, "Boolean": bool, "String": str}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What some sources say of an observation: `what` (type, unit, labels, ...) `value`,
+    by `sources`, with a remark."""
+
+    what: str
+    value: str
+    sources: tuple[str, ...]
+    remark: str = ""
+
+    @classmethod
+    def parse_all(cls, text: str) -> tuple[Claim, ...]:
+        """`type Double: evcc, homey; type Integer: amqp-doc (its remark)`."""
+        claims = []
+        for part in (part.strip() for part in text.split(";")):
+            if not part:
+                continue
+            remark = ""
+            if part.endswith(")") and "(" in part:
+                part, remark = part[:part.index("(")].strip(), part[part.index("(") + 1:-1]
+            head, _, who = part.partition(":")
+            what, _, value = head.strip().partition(" ")
+            claims.append(cls(what, value.strip(), tuple(
+                source.strip() for source in who.split(",") if source.strip()), remark))
+        return tuple(claims)
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.value}".strip() + ": " + ", ".join(self.sources) + (
+            f" ({self.remark})" if self.remark else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +73,18 @@ class ObservationType:
     unit: str | None
     unit_inferred: bool
     description: str
-    labels: Mapping[int, str] = field(default_factory=dict)
+    labels: Mapping[int | str, str] = field(default_factory=dict)  # a String's: by letter
     flags: Mapping[int, str] = field(default_factory=dict)
     roles: tuple[str, ...] = ()  # who may see it, where the list says (wider list only)
+    codes: Mapping[int, str] = field(default_factory=dict)  # beside flags: one code's reading
+    claims: tuple[Claim, ...] = ()  # the sources column: who says what
+    device: str = "charger"  # the kind of device whose list it is in
     # decode's straight line: the Python type a plain value of it has (None: never)
     fast: builtins.type[object] | None = field(default=None, init=False)
     labelled: bool = field(default=False, init=False)  # it has enum labels or flag names
+    # every type some source gives it, the decided one among them: a value of any is as
+    # good as the decided one (no note)
+    types: frozenset[str] = field(default=frozenset(), init=False)
 
     @property
     def carries_json(self) -> bool:
@@ -49,6 +96,8 @@ class ObservationType:
         object.__setattr__(self, "fast", _PYTHON_TYPES.get(self.type) if (
             not self.carries_json and self.id != REVERSED_TOKEN_ID) else None)
         object.__setattr__(self, "labelled", bool(self.labels or self.flags))
+        object.__setattr__(self, "types", frozenset(
+            [self.type, *(claim.value for claim in self.claims if claim.what == "type")]))
 
     @property
     def listed(self) -> bool:
@@ -56,13 +105,21 @@ class ObservationType:
         return UNLISTED not in self.tags
 
     def label(self, value: object) -> str | None:
-        """The enum label of a value, the flag names of a bit mask, or None."""
+        """The enum label of a value (a number, or a String's letter), the flag names of a
+        bit mask (and its reading as one code, where a source reads it so), or None."""
+        if type(value) is str:
+            return self.labels.get(value)
         if isinstance(value, bool) or not isinstance(value, int):
             return None
         if self.labels:
             return self.labels.get(value)
         if self.flags:
-            return describe_flags(value, self.flags)
+            bits = describe_flags(value, self.flags)
+            code = self.codes.get(value)
+            if code is None:  # no source reads it as one code: the bits alone
+                return bits
+            return f"as one code: {code}" if bits is None else \
+                f"as bits: {bits}; as one code: {code}"
         return None
 
 
@@ -90,13 +147,33 @@ class UnknownObservation(LookupError):
 
 
 class Catalogue:
-    def __init__(self, entries: list[ObservationType]) -> None:
+    def __init__(self, entries: list[ObservationType], device: str = "charger",
+                 others: Mapping[str, Catalogue] | None = None) -> None:
+        self.device = device  # the kind of device: "charger", "equalizer"
+        # the lists of the other kinds, by the first two letters of their serials
+        self.others: Mapping[str, Catalogue] = others or {}
         self._by_id = {entry.id: entry for entry in entries}
         self._by_name = {entry.name.lower(): entry for entry in entries}
         self._by_text = {str(entry.id): entry for entry in entries}
         # The entry for an id as a routing key writes it (`109`): decode's fast path, so the
         # dictionary's own lookup (a method of ours would cost a call a message).
         self.by_route: Callable[[str], ObservationType | None] = self._by_text.get
+
+    def knows(self, text: str) -> bool:
+        """Whether `text` is an id or a name of this list."""
+        text = text.strip()
+        if text.isascii() and text.isdecimal():
+            return int(text) in self._by_id
+        return text.lower() in self._by_name
+
+    def of(self, serial: str | None) -> Catalogue:
+        """The list of the device `serial` names: an Equalizer's for QP..., else this one."""
+        return self.others.get(serial[:2].upper(), self) if serial and self.others else self
+
+    def kinds(self) -> Iterator[Catalogue]:
+        """This list and those of the other kinds of device, each once."""
+        yield self
+        yield from dict.fromkeys(self.others.values())
 
     def __iter__(self) -> Iterator[ObservationType]:
         return iter(sorted(self._by_id.values(), key=lambda entry: entry.id))
@@ -108,8 +185,13 @@ class Catalogue:
         return self._by_id.get(observation_id)
 
     def resolve(self, text: str) -> int:
-        """An observation id from a user's id or name (case-insensitive), either list."""
+        """An observation id from a user's id or name (case-insensitive), either list; then
+        the lists of the other kinds of device (an id is a number on every kind: `31` is a
+        charger's IsEnabled and an Equalizer's Current_L1 alike)."""
         text = text.strip()
+        for other in list(self.kinds())[1:]:
+            if other.knows(text) and not self.knows(text):
+                return other.resolve(text)
         if text.isascii() and text.isdecimal():
             number = int(text)
             if number in self._by_id:
@@ -134,13 +216,14 @@ class Catalogue:
 
 
 def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
-               wider: bool = False) -> list[ObservationType]:
+               wider: bool = False, device: str = "charger") -> list[ObservationType]:
     entries = []
     for row in csv.DictReader(text.splitlines(), delimiter="\t"):
         enum = enums.get(row["id"], {})
         labels = enum.get("labels", {})
         flags = enum.get("flags", {})
-        assert isinstance(labels, dict) and isinstance(flags, dict)
+        codes = enum.get("codes", {})
+        assert isinstance(labels, dict) and isinstance(flags, dict) and isinstance(codes, dict)
         # the wider list leaves a type out where Easee publishes none: the value is kept as sent
         if row["type"] not in VALUE_TYPES and not (wider and row["type"] == ""):
             raise ValueError(f"catalogue: observation {row['id']} has unknown type {row['type']!r}")
@@ -154,12 +237,20 @@ def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
                 unit=row["unit"] or None,
                 unit_inferred=row["unit_source"] == "inferred",
                 description=row.get("description") or "",
-                labels={int(code): label for code, label in labels.items()},
+                labels={_code(code, row["type"]): label for code, label in labels.items()},
                 flags={int(bit): name for bit, name in flags.items()},
                 roles=tuple(role for role in (row.get("roles") or "").split(",") if role),
+                codes={int(code): name for code, name in codes.items()},
+                claims=Claim.parse_all(row.get("sources") or ""),
+                device=device,
             )
         )
     return entries
+
+
+def _code(text: str, value_type: str) -> int | str:
+    """An enum code as the values come: a number, or a String observation's letter."""
+    return text if value_type == "String" else int(text)
 
 
 @cache
@@ -173,4 +264,13 @@ def load() -> Catalogue:
     wider = [entry for entry in _parse_tsv(
         (data / "observations-wider.tsv").read_text(encoding="utf-8"), enums, wider=True)
         if entry.id not in known]
-    return Catalogue(listed + wider)
+    devices = json.loads((data / "devices.json").read_text(encoding="utf-8"))
+    devices.pop("_about", None)
+    others: dict[str, Catalogue] = {}
+    for kind, about in devices.items():
+        entries = _parse_tsv((data / about["observations"]).read_text(encoding="utf-8"),
+                             about.get("enums", {}), device=kind)
+        catalogue = Catalogue([replace(entry, tags=(*entry.tags, kind)) for entry in entries],
+                              kind)
+        others.update(dict.fromkeys(about["prefixes"], catalogue))
+    return Catalogue(listed + wider, others=others)

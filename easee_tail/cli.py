@@ -18,6 +18,7 @@ from easee_tail import completion
 from easee_tail.errors import SECRETS, ExitCode, Interrupted, url_password
 from easee_tail.help_text import EXAMPLES
 from easee_tail.options import (
+    STALE_AFTER_OPTION,
     broker_options,
     capture_options,
     complete_observations,
@@ -94,6 +95,7 @@ def main() -> None:
 @credential_options
 @broker_options
 @output_options
+@STALE_AFTER_OPTION
 @click.pass_context
 def tail_command(ctx: click.Context, /, **options: Any) -> None:
     """Consume the stream (the default command)."""
@@ -113,6 +115,7 @@ def tail_command(ctx: click.Context, /, **options: Any) -> None:
               metavar="N", help="Simulated time N times the clock's pace: 60 plays an hour "
                                 "a minute.  [default: 1]")
 @output_options
+@STALE_AFTER_OPTION
 @click.pass_context
 def demo_command(ctx: click.Context, /, charger_count: int, rate: float, seed: int | None,
                  time_scale: float, **options: Any) -> None:
@@ -251,10 +254,13 @@ def completion_command(ctx: click.Context, /, shell: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object each.")
 @click.option("--all", "everything", is_flag=True,
               help="Also Easee's wider list: ids the AMQP document does not list (tag unlisted).")
-def observations_command(wanted: list[int], as_json: bool, everything: bool) -> None:
+@click.option("--device", type=click.Choice(["charger", "equalizer"]), default="charger",
+              show_default=True, help="Whose list: an Equalizer's numbers mean other things.")
+def observations_command(wanted: list[int], as_json: bool, everything: bool,
+                         device: str) -> None:
     """List the observation catalogue, or show observations in full with their values."""
     from easee_tail import describe  # not commands: a listing starts fast
-    describe.observations(wanted, as_json, everything)
+    describe.observations(wanted, as_json, everything, device)
 
 
 def entry() -> None:

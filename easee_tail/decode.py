@@ -9,6 +9,7 @@ the raw body: nothing raises, nothing is dropped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -20,8 +21,9 @@ from typing import Any, Literal
 import orjson
 
 from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType
+from easee_tail.defaults import STALE_AFTER
 from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
-from easee_tail.times import CLOCK_SKEW_MS, parse_time
+from easee_tail.times import CLOCK_SKEW_MS, parse_time, span
 
 # Masterloop data type codes, as a body's DataType may carry them.
 DATA_TYPE_CODES = {
@@ -34,8 +36,12 @@ _OTHER_KINDS: dict[str, tuple[RecordKind, str]] = {
     "OP": ("package", "ObservationPackage"),
 }
 _MISSING = object()
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
+_TRUE = frozenset({"true", "1", "on", "yes"})
+_FALSE = frozenset({"false", "0", "off", "no"})
+# the type a JSON value has by itself: one some source gives an observation is taken as is
+_NATURAL = {float: "Double", int: "Integer", bool: "Boolean", str: "String"}
+# SignalR's ProductUpdate, as evcc, pyeasee and node-red read it: every value as text
+PRODUCT_UPDATE = frozenset({"mid", "dataType", "id", "value"})
 
 NEGATIVE_LATENCY_NOTE = "negative latency: the clocks of the Easee cloud and this machine disagree"
 
@@ -56,27 +62,65 @@ class _Unreadable(Exception):
     """Raised inside this module only; turned into an ErrorRecord at the top."""
 
 
-def decode(delivery: Delivery, catalogue: Catalogue) -> Record:
+def decode(delivery: Delivery, catalogue: Catalogue,
+           stale_after: float = STALE_AFTER) -> Record:
     """The record a delivery makes: the usual message in a straight line, everything else
-    (and anything odd about the usual) on the careful path, which notes what it tolerated."""
-    return _usual(delivery, catalogue) or _decode_carefully(delivery, catalogue)
+    (and anything odd about the usual) on the careful path, which notes what it tolerated.
+    A Timestamp more than `stale_after` seconds before the ArrivalTime is stale."""
+    stale = timedelta(seconds=stale_after)
+    return _usual(delivery, catalogue, stale) or _decode_carefully(delivery, catalogue, stale)
 
 
-def decoder(catalogue: Catalogue) -> Callable[[Delivery], Record]:
-    """`decode` bound to a catalogue, for the loop: one call a message, not three."""
+def decoder(catalogue: Catalogue,
+            stale_after: float = STALE_AFTER) -> Callable[[Delivery], Record]:
+    """`decode` bound to a catalogue, for the loop: one call a message, not three. It also
+    remembers the last (value, Timestamp) of each charger's observation (a stale one only
+    when nothing else is known), to mark the same again as repeated (the cloud sends last
+    values again: on a new subscription, and now and then minutes later), one number per
+    pair."""
+    stale = timedelta(seconds=stale_after)
+    last: dict[int, int] = {}
+
     def decoding(delivery: Delivery) -> Record:
-        return _usual(delivery, catalogue) or _decode_carefully(delivery, catalogue)
+        record = _usual(delivery, catalogue, stale) or \
+            _decode_carefully(delivery, catalogue, stale)
+        if type(record) is Observation and record.id is not None \
+                and record.kind == "observation":
+            key = hash((record.charger, record.id))
+            try:
+                seen = hash((record.value, record.timestamp))
+            except TypeError:  # a JSON value (dict, list): by its text
+                seen = hash((repr(record.value), record.timestamp))
+            known = last.get(key)
+            if known == seen:
+                record.repeated = True
+                record.notes.append(REPEATED_NOTE)
+            elif known is None or not record.stale:  # an old value is not what it has now,
+                last[key] = seen  # unless nothing newer is known
+        return record
     return decoding
 
 
-def _usual(delivery: Delivery, catalogue: Catalogue) -> Observation | None:
-    """`<serial>.O.<id>` of a catalogued id, a body of just Timestamp and Value, the value of
-    the catalogue's type, both times ISO in UTC, a latency that is not negative: what nearly
-    every message is. None for anything else (the careful path then reads it)."""
+REPEATED_NOTE = "repeated: the same value and Timestamp as this charger's last of it"
+
+
+def stale_note(age: timedelta) -> str:
+    return (f"stale: measured {span(age.total_seconds())} before it reached the cloud "
+            "(an old value sent again)")
+
+
+def _usual(delivery: Delivery, catalogue: Catalogue,
+           stale_after: timedelta) -> Observation | None:
+    """`<serial>.O.<id>` of a catalogued id of a charger, a body of just Timestamp and Value,
+    the value of the catalogue's type, both times ISO in UTC, a latency that is not
+    negative: what nearly every message is. None for anything else (the careful path then
+    reads it)."""
     routing_key = delivery.routing_key
     parts = routing_key.split(".")
     if len(parts) != 3 or parts[1] != "O":
         return None
+    if catalogue.others and parts[0][:2].upper() in catalogue.others:
+        return None  # another kind of device: its own list
     entry = catalogue.by_route(parts[2])
     if entry is None or entry.fast is None:
         return None
@@ -89,7 +133,12 @@ def _usual(delivery: Delivery, catalogue: Catalogue) -> Observation | None:
     value, stamp = body.get("Value", _MISSING), body.get("Timestamp")
     headers = delivery.headers
     sent = headers.get("ArrivalTime") if headers else None
-    if type(value) is not entry.fast or type(stamp) is not str or type(sent) is not str \
+    if type(value) is not entry.fast:
+        if type(value) is int and entry.fast is float:  # a Double as a whole number: 23
+            value = float(value)
+        else:
+            return None
+    if type(stamp) is not str or type(sent) is not str \
             or (type(value) is float and value - value != 0.0):  # NaN or an infinity
         return None
     try:
@@ -102,13 +151,17 @@ def _usual(delivery: Delivery, catalogue: Catalogue) -> Observation | None:
     latency_ms = (received - arrival) // _MICROSECOND / 1000
     if latency_ms < 0:
         return None
+    age = arrival - timestamp
+    stale = age > stale_after
     return Observation(
         "observation", parts[0] or None, entry.id, entry.name, value, entry.unit,
         entry.label(value) if entry.labelled else None, entry.type, entry.tags, timestamp,
-        arrival, received, latency_ms, routing_key, delivery.redelivered, None, [])
+        arrival, received, latency_ms, routing_key, delivery.redelivered, None,
+        [stale_note(age)] if stale else [], stale)
 
 
-def _decode_carefully(delivery: Delivery, catalogue: Catalogue) -> Record:
+def _decode_carefully(delivery: Delivery, catalogue: Catalogue,
+                      stale_after: timedelta) -> Record:
     received = _received_time(delivery.received)
     headers = delivery.headers
     arrival = parse_time(_arrival_header(headers)) if headers else None
@@ -129,11 +182,14 @@ def _decode_carefully(delivery: Delivery, catalogue: Catalogue) -> Record:
         body = _parse_json(delivery.body, notes)
         if not isinstance(body, dict):
             raise _Unreadable("body is not a JSON object")
-        if kind != "O" or route_id is None:
+        if body.keys() >= PRODUCT_UPDATE:
+            charger, route_id, body = _product_update(body, charger, delivery.routing_key)
+        elif kind != "O" or route_id is None:
             charger, route_id = _ids_from_body(body, charger, delivery.routing_key)
+        device = catalogue.of(charger)
         return _observation(
-            delivery, body, catalogue.get(route_id), route_id, charger,
-            arrival, received, latency_ms, notes,
+            delivery, body, device, route_id, charger,
+            arrival, received, latency_ms, notes, stale_after,
         )
     except _Unreadable as problem:
         raw, raw_encoding = _body_as_text(delivery.body)
@@ -181,14 +237,16 @@ def _received_time(epoch: float) -> datetime:
 def _observation(
     delivery: Delivery,
     body: dict[str, Any],
-    entry: ObservationType | None,
+    device: Catalogue,
     observation_id: int,
     charger: str | None,
     arrival: datetime | None,
     received: datetime,
     latency_ms: float | None,
     notes: list[str],
+    stale_after: timedelta,
 ) -> Observation:
+    entry = device.get(observation_id)
     wire_value = body.get("Value", _MISSING)
     if wire_value is _MISSING:
         wire_value = body.get("value", _MISSING)
@@ -203,15 +261,22 @@ def _observation(
     if latency_ms is not None and latency_ms < 0:
         notes.append(NEGATIVE_LATENCY_NOTE if latency_ms >= -CLOCK_SKEW_MS
                      else skew_note(latency_ms))
+    stale = timestamp is not None and arrival is not None \
+        and arrival - timestamp > stale_after
+    if stale:
+        assert timestamp is not None and arrival is not None
+        notes.append(stale_note(arrival - timestamp))
     declared = _declared_type(body)
     raw: object = None
     tags: tuple[str, ...]
     if entry is None:
-        value = wire_value
-        name, unit, label, value_type, tags = "Unknown", None, None, declared, ()
-        notes.append(f"observation id {observation_id} is not in the catalogue")
+        value = _as_declared(wire_value, declared, notes)
+        name, unit, label, value_type = "Unknown", None, None, declared
+        tags = () if device.device == "charger" else (device.device,)
+        notes.append(f"observation id {observation_id} is not in the catalogue"
+                     + ("" if device.device == "charger" else f" of the {device.device}"))
     else:
-        if declared is not None and entry.type and declared != entry.type:
+        if declared is not None and entry.type and declared not in entry.types:
             notes.append(f"body says DataType {declared}; the catalogue's {entry.type} is used")
         value = _typed(wire_value, entry, notes)
         if observation_id == REVERSED_TOKEN_ID and isinstance(value, str):
@@ -225,7 +290,7 @@ def _observation(
     return Observation(
         "observation", charger, observation_id, name, value, unit, label, value_type, tags,
         timestamp, arrival, received, latency_ms, delivery.routing_key, delivery.redelivered,
-        raw, notes,
+        raw, notes, stale,
     )
 
 
@@ -310,6 +375,8 @@ def _typed(value: object, entry: ObservationType, notes: list[str]) -> object:
                 notes.append(f"the value is not readable JSON ({problem}); kept as text")
         return value
     except (ValueError, TypeError, OverflowError):
+        if _NATURAL.get(type(value)) in entry.types:  # a type another source gives it
+            return value
         notes.append(f"value {_short(value)} is not a valid {entry.type}; kept as it came")
         return value
 
@@ -429,6 +496,35 @@ def _ids_from_body(
     body_charger = body.get("ChargerId", body.get("chargerId"))
     return (body_charger if isinstance(body_charger, str) and body_charger else charger,
             observation_id)
+
+
+def _product_update(body: dict[str, Any], charger: str | None,
+                    routing_key: str) -> tuple[str | None, int, dict[str, Any]]:
+    """SignalR's ProductUpdate (`mid`, `dataType`, `id`, `timestamp`, `value` as text): the
+    serial, the id, and the body as the rest of decoding reads it."""
+    observation_id = _int_or_none(body["id"])
+    if observation_id is None:
+        raise _Unreadable(f"a ProductUpdate whose id {_short(body['id'])} is not a number")
+    serial, value = body["mid"], body["value"]
+    if body["dataType"] in _STRUCTURED and isinstance(value, str):  # Position, Statistics
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(value)
+    return (serial if isinstance(serial, str) and serial else charger, observation_id,
+            {"Timestamp": body.get("timestamp"), "Value": value, "DataType": body["dataType"]})
+
+
+_STRUCTURED = (5, 7)  # DataType codes whose text is a JSON object
+
+
+def _as_declared(value: object, declared: str | None, notes: list[str]) -> object:
+    """An uncatalogued id's value as its message's DataType says (a ProductUpdate's text)."""
+    if declared is None or not isinstance(value, str):
+        return value
+    return _typed(value, _DECLARED.get(declared) or _DECLARED["String"], notes)
+
+
+_DECLARED = {name: ObservationType(0, "Unknown", name, (), None, False, "")
+             for name in ("Double", "Integer", "Boolean", "String", "Position")}
 
 
 def _declared_type(body: dict[str, Any]) -> str | None:

@@ -20,8 +20,14 @@ def as_json_entry(entry: ObservationType) -> dict[str, object]:
         "unit_inferred": entry.unit_inferred, "tags": list(entry.tags),
         "description": entry.description, "in_amqp_list": entry.listed,
         "roles": list(entry.roles),
-        "labels": {str(code): label for code, label in sorted(entry.labels.items())},
+        "labels": {str(code): label for code, label in sorted(entry.labels.items(), key=_code)},
         "flags": {str(bit): name for bit, name in sorted(entry.flags.items())},
+        **({"codes": {str(code): name for code, name in sorted(entry.codes.items())}}
+           if entry.codes else {}),
+        "device": entry.device,
+        "sources": [{"says": f"{claim.what} {claim.value}".strip(), "by": list(claim.sources),
+                     **({"remark": claim.remark} if claim.remark else {})}
+                    for claim in entry.claims],
     }
 
 
@@ -60,21 +66,33 @@ def detail(entry: ObservationType) -> RenderableType:
         "From Easee's full charger observation list, not the AMQP document's"
         + (f"; seen by {', '.join(entry.roles)}" if entry.roles else "") + ".")
     parts: list[RenderableType] = [head, Text(about)]
-    for title, mapping in (("values", entry.labels), ("flag bits", entry.flags)):
+    for title, mapping in (("values", entry.labels), ("flag bits", entry.flags),
+                           ("read as one code", entry.codes)):
         if mapping:
             listing = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
             listing.add_column(justify="right", style="cyan")
             listing.add_column()
-            for code, label in sorted(mapping.items()):
+            for code, label in sorted(mapping.items(), key=_code):
                 listing.add_row(str(code), label)
             parts += [Text(title + ":", style="bold"), listing]
+    if entry.claims:
+        parts.append(Text("sources:", style="bold"))
+        parts += [Text(f"  {claim}") for claim in entry.claims]
     return Group(*parts)
 
 
-def observations(ids: list[int], as_json: bool, everything: bool) -> None:
+def _code(item: tuple[int | str, str]) -> tuple[int, str]:
+    """Numbers in order, then letters (a String observation's codes)."""
+    code = item[0]
+    return (code, "") if isinstance(code, int) else (1 << 30, code)
+
+
+def observations(ids: list[int], as_json: bool, everything: bool,
+                 device: str = "charger") -> None:
     """`easee-tail observations`: the catalogue (the AMQP list, or `everything`), or the
-    entries `ids` names in full."""
-    table = load()
+    entries `ids` names in full; `device`: whose list (an Equalizer's is all its own)."""
+    table = next((kind for kind in load().kinds() if kind.device == device), load())
+    everything = everything or table.device != "charger"
     if ids:
         entries = [entry for number in ids if (entry := table.get(number)) is not None]
     else:

@@ -110,22 +110,6 @@ def display_duration(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-def span(seconds: float) -> str:
-    """How long something lasted, to the two units that matter: `2d 3h`, `1h 0m`, `5m 3s`,
-    `12s`, `0.4s`."""
-    if seconds < 10:
-        return f"{max(0.0, seconds):.1f}s"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
@@ -139,6 +123,9 @@ def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
     if stats.redelivered:
         first += f", {stats.redelivered:,} redelivered"
     lines = [first]
+    if stats.stale or stats.repeated:
+        lines.append(f"  sent again:      {stats.stale:,} stale, {stats.repeated:,} repeated "
+                     "(old values the cloud sent again: no change)")
     tally = stats.tally
     if tally is not None:
         lines.append(f"  filtered:        {tally.filtered:,} of {plural(tally.received, 'message')} "

@@ -100,6 +100,12 @@ class Collector:
                                   "read (shown as error records)", value=stats.errors)
         yield CounterMetricFamily(f"{PREFIX}_redelivered_messages", "Messages the broker "
                                   "marked as redelivered", value=stats.redelivered)
+        yield CounterMetricFamily(f"{PREFIX}_stale_messages", "Old values the cloud sent "
+                                  "again: measured over --stale-after before they reached it",
+                                  value=stats.stale)
+        yield CounterMetricFamily(f"{PREFIX}_repeated_messages", "Messages with the same value "
+                                  "and Timestamp as the last of their charger and observation",
+                                  value=stats.repeated)
         yield CounterMetricFamily(f"{PREFIX}_clock_skewed_messages", "Messages whose "
                                   "ArrivalTime was over 2 s ahead of this machine's clock "
                                   "(not counted as latency)", value=stats.skewed)

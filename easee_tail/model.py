@@ -55,6 +55,10 @@ class Observation:
     redelivered: bool
     raw: object  # the wire value where `value` was transformed (108 reversed), else null
     notes: list[str]
+    # the cloud sent an old value again: measured long before it reached the cloud (more than
+    # --stale-after), or the same value and Timestamp as the last of this charger and id
+    stale: bool = False
+    repeated: bool = False
 
 
 @dataclass

@@ -16,7 +16,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from easee_tail import catalogue, profiles
-from easee_tail.defaults import DEFAULT_API_URL, DEFAULT_PREFETCH, HEARTBEAT
+from easee_tail.defaults import DEFAULT_API_URL, DEFAULT_PREFETCH, HEARTBEAT, STALE_AFTER
 from easee_tail.errors import SECRETS
 from easee_tail.filters import Condition, split_negated, split_values
 from easee_tail.model import RECORD_FIELDS
@@ -82,7 +82,8 @@ def resolve_obs_filter(
 
 
 def _tags(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> list[str]:
-    known = sorted({tag for entry in catalogue.load() for tag in entry.tags})
+    known = sorted({tag for kind in catalogue.load().kinds() for entry in kind
+                    for tag in entry.tags})
     for value in split_values(values):
         if value.lstrip("!") not in known:
             raise click.BadParameter(f"no tag {value.lstrip('!')!r}; tags: {', '.join(known)}",
@@ -253,7 +254,7 @@ def output_options(function: Callable[..., Any]) -> Callable[..., Any]:
         _OBS_OPTION,
         click.option("--tag", "tags", metavar="TAG", multiple=True, callback=_tags,
                      help="Only observations with this catalogue tag (telemetry, event, boot, "
-                          "json, debug, poll, unlisted); '!TAG' leaves them out."),
+                          "json, debug, poll, unlisted, equalizer); '!TAG' leaves them out."),
         click.option("--where", metavar="'FIELD OP VALUE'", multiple=True,
                      callback=_conditions,
                      help="Only records where the condition holds: 'value != 0', "
@@ -419,6 +420,10 @@ def _stream_offset(_ctx: click.Context, _param: click.Parameter, value: str | No
     raise click.BadParameter("give first, last, next or an offset (a whole number)")
 
 
+STALE_AFTER_OPTION = click.option(
+    "--stale-after", type=Duration(), default=STALE_AFTER, show_default=True,
+    help="Mark a value stale when its Timestamp is over DURATION before its ArrivalTime (the "
+         "cloud sends last values again, e.g. to a new subscriber).")
 _NO_RECONNECT_OPTION = click.option(
     "--no-reconnect", is_flag=True,
     help="Exit (code 12) when the connection is lost instead of reconnecting.")

@@ -23,6 +23,7 @@ from easee_tail.alerts import AlertBounds, Alerts, ClockNotice
 from easee_tail.captures.reader import CLOCK_SLACK, Sieve
 from easee_tail.captures.story import LiveStory, story_data
 from easee_tail.decode import decoder as table_decoder
+from easee_tail.defaults import STALE_AFTER
 from easee_tail.errors import EaseeTailError, ExitCode, Interrupted
 from easee_tail.filters import (
     TIME_FIELDS,
@@ -66,6 +67,7 @@ class Output:
     view: str = "stream"
     time_column: str = "received"
     silent_after: float = 300.0
+    stale_after: float = STALE_AFTER  # live decoding: when a Timestamp is old news
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ def consume(
             sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
                                    encoder=template or encoder, give_up=reporter.stop.overdue))
         started = time.monotonic()
-        ending = run(source, decoder or table_decoder(table), keep, sinks,
+        ending = run(source, decoder or table_decoder(table, out.stale_after), keep, sinks,
                      Limits(ends.count, duration, ends.idle_timeout,
                             backlog if ends.exit_at_end else None), reporter.stop, tally)
     except Interrupted as interrupted:

@@ -40,7 +40,8 @@ SETTLE_SIZE = 50_000  # (serial, id) pairs waiting that fold them in at once (me
 @dataclass(frozen=True)
 class Group:
     name: str
-    fields: tuple[tuple[int, str], ...]  # (observation id, short label), in display order
+    # (observation id, short label, its catalogue name), in display order
+    fields: tuple[tuple[int, str, str], ...]
 
 
 @dataclass(slots=True)
@@ -76,8 +77,8 @@ class FleetState:
         self.latest: dict[str, dict[int | str, Latest]] = {}  # by serial, then id or kind
         self.failed = 0  # records a bug kept out of the view (none, one hopes)
         self._by_serial: list[str] = []  # sorted once a charger is new, not per redraw
-        # the newest record of each (serial, id) since the last `settle`, and when it came
-        self._window: dict[tuple[str, int | str], tuple[Observation, float]] = {}
+        # the newest record of each (serial, id) since the last `settle`
+        self._window: dict[tuple[str, int | str], Observation] = {}
         self._settle_at = 0.0  # monotonic: the first batch is folded in at once
 
     def __len__(self) -> int:
@@ -117,10 +118,9 @@ class FleetState:
         else:
             pairs = zip(serials, keys, strict=True)  # type: ignore[arg-type]  # no None
             observations = records  # type: ignore[assignment]  # no error record among them
-        # the newest of each (serial, id) with its batch's time, in C: a busy stream sends
-        # the same observation of a charger many times between two redraws
-        self._window.update(zip(pairs, zip(observations, repeat(now), strict=False),
-                                strict=True))
+        # the newest of each (serial, id), in C: a busy stream sends the same observation of
+        # a charger many times between two redraws
+        self._window.update(zip(pairs, observations, strict=True))
         if now >= self._settle_at or len(self._window) >= SETTLE_SIZE:
             self.settle(now)
 
@@ -131,7 +131,7 @@ class FleetState:
         window, self._window = self._window, {}
         latest = self.latest
         telemetry = self._telemetry
-        for (serial, key), (record, at) in window.items():
+        for (serial, key), record in window.items():
             try:
                 value = record.value
                 if type(value) is dict or type(value) is list:  # a session's JSON: its text
@@ -143,7 +143,7 @@ class FleetState:
                     if key in telemetry:
                         known.history = array("f")
                 elif known.value != value:  # (the label and unit follow the value)
-                    known.changed = at
+                    known.changed = now
                     known.value, known.label, known.unit = value, record.label, record.unit
                 history = known.history
                 if history is not None and (
@@ -160,7 +160,13 @@ class FleetState:
 def groups(table: Catalogue) -> tuple[Group, ...]:
     """The state view's groups, from data/state_view.json, names resolved by the catalogue."""
     layout = json.loads((files("easee_tail") / "data" / "state_view.json").read_text("utf-8"))
-    return tuple(
-        Group(group["name"], tuple((table.resolve(name), label) for name, label in group["fields"]))
-        for group in layout["groups"]
-    )
+    return tuple(Group(group["name"], tuple(_field(table, name, label)
+                                            for name, label in group["fields"]))
+                 for group in layout["groups"])
+
+
+def _field(table: Catalogue, name: str, label: str) -> tuple[int, str, str]:
+    number = table.resolve(name)
+    entry = table.get(number)
+    assert entry is not None  # resolved: it is there
+    return number, label, entry.name

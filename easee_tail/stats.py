@@ -75,6 +75,8 @@ class Stats:
         self.total = 0
         self.errors = 0
         self.redelivered = 0
+        self.stale = 0  # old values the cloud sent again (decode.py marks them)
+        self.repeated = 0
         self.per_charger: Counter[str] = Counter()
         self.per_observation: Counter[str] = Counter()
         self.histogram = [0] * (len(HISTOGRAM_EDGES) + 1)  # exact counts, every message
@@ -117,9 +119,13 @@ class Stats:
             names = [UNREADABLE if isinstance(record, ErrorRecord) else record.name
                      for record in records]
             self.errors += names.count(UNREADABLE)
+            observations = [record for record in records if not isinstance(record, ErrorRecord)]
         else:  # the usual batch, counted in C
             names = list(map(_name, records))
+            observations = records  # type: ignore[assignment]  # no error record among them
         self.per_observation.update(names)
+        self.stale += sum(map(_stale, observations))
+        self.repeated += sum(map(_repeated, observations))
         self.redelivered += sum(map(_redelivered, records))
         latencies = list(filter(_is_latency, map(_latency, records)))
         if latencies:
@@ -208,6 +214,8 @@ UNREADABLE = "(unreadable)"  # the per-observation count of error records
 _charger = attrgetter("charger")
 _name = attrgetter("name")
 _redelivered = attrgetter("redelivered")
+_stale = attrgetter("stale")
+_repeated = attrgetter("repeated")
 _ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 _latency = attrgetter("latency_ms")
 _is_latency = partial(is_not, None)
@@ -245,7 +253,8 @@ class StatsLines(Watcher):
             **({"received": stats.tally.received, "filtered": stats.tally.filtered}
                if stats.tally is not None else {}),
             "rate": round(stats.rate, 1), "errors": stats.errors,
-            "redelivered": stats.redelivered, "chargers": len(stats.per_charger),
+            "redelivered": stats.redelivered, "stale": stats.stale,
+            "repeated": stats.repeated, "chargers": len(stats.per_charger),
             "latency_ms": stats.live_percentiles(),
         }
         try:

@@ -32,7 +32,8 @@ def test_the_wheel_carries_data_completions_and_license(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-3000:]
     [wheel] = (tmp_path / "dist").glob("easee_tail-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for data in ("observations.tsv", "enums.json", "state_view.json"):
+    for data in ("observations.tsv", "enums.json", "state_view.json", "sources.json",
+                 "devices.json", "observations-equalizer.tsv"):
         assert f"easee_tail/data/{data}" in names
     assert "easee_tail/py.typed" in names
     assert "easee_tail/__main__.py" in names

@@ -90,7 +90,7 @@ def test_state_view_shows_latest_values_changes_silence_and_switches_views(
         while time.monotonic() < deadline:
             queue.publish("ECSTATEB.O.132", observation(-50))
             silent = screen.screen()
-            if "SILENT" in silent:
+            if "SILENT" in block(silent, "EHSTATEA") and "SILENT" not in block(silent, "ECSTATEB"):
                 break
             time.sleep(0.5)
         assert "SILENT, last heard" in block(silent, "EHSTATEA")

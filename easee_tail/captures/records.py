@@ -5,14 +5,21 @@ field, so that a line from elsewhere is refused with a reason rather than half-r
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from sys import intern
 from typing import Any
 
-from easee_tail.model import ErrorRecord, Observation, Record
+import orjson
+
+from easee_tail.catalogue import load
+from easee_tail.decode import PRODUCT_UPDATE, decode
+from easee_tail.model import Delivery, ErrorRecord, Observation, Record
 from easee_tail.times import parse_time
 
-_OBSERVATION_FIELDS = [field.name for field in fields(Observation)]
+# every line has these; the later fields (stale, repeated) came with a later version: a
+# line without them says false
+_OBSERVATION_FIELDS = [field.name for field in fields(Observation) if field.default is MISSING]
+_LATER_FIELDS = [field.name for field in fields(Observation) if field.default is not MISSING]
 _ERROR_FIELDS = [field.name for field in fields(ErrorRecord)]
 _TIMES = ("timestamp", "arrival", "received")
 _REPEATED = ("kind", "name", "unit", "label", "type")
@@ -20,6 +27,16 @@ _REPEATED = ("kind", "name", "unit", "label", "type")
 
 class NotARecord(ValueError):
     pass
+
+
+def _product_update(data: dict[str, Any]) -> Record:
+    """A line of SignalR's ProductUpdate shape (an evcc or pyeasee log, a bridge's capture):
+    decoded as a message with that body would be, received when its timestamp says."""
+    at = parse_time(data.get("timestamp"))
+    if at is None:
+        raise NotARecord("a ProductUpdate without a valid timestamp")
+    return decode(Delivery(f"{data['mid']}.O.{data['id']}", orjson.dumps(data), None,
+                           at.timestamp()), load())
 
 
 _TEXT, _NUMBER, _INTEGER, _LIST = (str,), (int, float), (int,), (list,)
@@ -32,6 +49,7 @@ _SHAPES: dict[str, tuple[tuple[type, ...], bool]] = {  # field: (types, may be n
     "arrival": (_TEXT, True), "received": (_TEXT, False), "latency_ms": (_NUMBER, True),
     "routing_key": (_TEXT, False), "redelivered": ((bool,), False), "notes": (_LIST, True),
     "error": (_TEXT, False), "raw_encoding": (_TEXT, False), "headers": ((dict,), False),
+    "stale": ((bool,), False), "repeated": ((bool,), False),
 }
 
 
@@ -63,6 +81,8 @@ def _check_shapes(values: dict[str, Any], error: bool) -> None:
 def record_from_json(data: Any) -> Record:
     if not isinstance(data, dict):
         raise NotARecord("not a JSON object")
+    if "kind" not in data and data.keys() >= PRODUCT_UPDATE:
+        return _product_update(data)
     names = _ERROR_FIELDS if data.get("kind") == "error" else _OBSERVATION_FIELDS
     try:
         values = {name: data[name] for name in names}
@@ -82,4 +102,9 @@ def record_from_json(data: Any) -> Record:
     for name in _REPEATED:  # the same few texts on every line: one copy each, for the views
         if values[name] is not None:
             values[name] = intern(values[name])
+    for name in _LATER_FIELDS:
+        later = data.get(name, False)
+        if type(later) is not bool:
+            raise NotARecord(f"field {name!r} holds {type(later).__name__}, not bool")
+        values[name] = later
     return Observation(**values)

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 from easee_tail.captures.story import Chargers, Heard, Meter, StoryData, moment
 from easee_tail.captures.story import field as key
-from easee_tail.format import span
 from easee_tail.text import visible
-from easee_tail.times import parse_time
+from easee_tail.times import parse_time, span
 
 if TYPE_CHECKING:
     from rich.table import Table

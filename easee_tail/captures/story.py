@@ -26,10 +26,10 @@ from operator import attrgetter
 from sys import intern
 
 from easee_tail.catalogue import Catalogue
-from easee_tail.format import span, value_text
+from easee_tail.format import value_text
 from easee_tail.model import Observation, Record
 from easee_tail.text import plural, visible
-from easee_tail.times import parse_time
+from easee_tail.times import parse_time, span
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,12 @@ class StoryData:
     tokens: frozenset[int]
     endings: dict[str, frozenset[int]]  # schedule, user, circuit: reason codes
     modes: dict[str, int]  # disconnected, charging, completed, error: op mode codes
+    # the first letters of the serials of other kinds of device (an Equalizer's QP): their
+    # numbers mean other things, and they tell no charger's story
+    devices: frozenset[str] = frozenset()
+
+    def is_charger(self, serial: str) -> bool:
+        return not self.devices or serial[:2].upper() not in self.devices
 
     @cached_property
     def sessions(self) -> frozenset[int]:
@@ -76,7 +82,7 @@ def story_data(catalogue: Catalogue) -> StoryData:
         states=frozenset(catalogue.resolve(name) for name in data["states"]),
         tokens=frozenset(catalogue.resolve(name) for name in data["tokens"]),
         endings={kind: frozenset(codes) for kind, codes in data["endings"].items()},
-        modes=dict(data["modes"]),
+        modes=dict(data["modes"]), devices=frozenset(catalogue.others),
         **{key: catalogue.resolve(data[key]) for key in _SINGLE})
 
 
@@ -178,6 +184,16 @@ class Story:
         """A TotalPower reading (what `feed` does with one)."""
         self._meter.reading(value, at)
 
+    def baseline(self, record: Observation) -> None:
+        """An old value the cloud sent again (stale, repeated): never a change; only what
+        was known before, where nothing was (so that the next change says what it
+        replaced). An event (a session) or a power reading sent again is left out."""
+        data = self._data
+        if record.id in data.states and record.id not in data.sessions \
+                and record.id not in self._last and record.id is not None:
+            self._last[record.id] = (record.value, record.label, record.unit,
+                                     moment(record).timestamp())
+
     def feed(self, record: Record | Heard) -> Change | None:
         """The change this record makes, if any."""
         if not isinstance(record, Observation | Heard) or record.kind != "observation" \
@@ -264,6 +280,8 @@ class Charger:
         self.power_order = array("q")
 
     def add(self, record: Observation, place: int, power: int) -> None:
+        if record.repeated:  # the same value and Timestamp as before: nothing new
+            return
         if record.id == power:
             self.power_at.append((moment(record) - _EPOCH) // _MICROSECOND)
             self.power.append(_number(record.value))
@@ -273,11 +291,22 @@ class Charger:
             self.order.append(place)
 
     def sort(self) -> None:
-        """Both in the order of the charger's clock, ties in file order."""
+        """Both in the order of the charger's clock, ties in file order; a record with the
+        same id, value and Timestamp as one before it is left out (an old value the cloud
+        sent again after a restart, say, or a capture read twice): it changes nothing, and
+        a session's record would count the session twice."""
         heard, order = self.heard, self.order
         ranks = sorted(range(len(heard)), key=lambda index: (moment(heard[index]), order[index]))
-        self.heard = [heard[index] for index in ranks]
-        self.order = array("q", (order[index] for index in ranks))
+        seen: set[tuple[int, datetime | None, str]] = set()
+        kept = []
+        for index in ranks:
+            record = heard[index]
+            same = (record.id, record.timestamp, repr(record.value))
+            if record.timestamp is None or same not in seen:
+                seen.add(same)
+                kept.append(index)
+        self.heard = [heard[index] for index in kept]
+        self.order = array("q", (order[index] for index in kept))
         at, power, places = self.power_at, self.power, self.power_order
         ranks = sorted(range(len(at)), key=lambda index: (at[index], places[index]))
         self.power_at = array("q", (at[index] for index in ranks))
@@ -325,7 +354,7 @@ def kept(records: Iterable[Record], data: StoryData,
     for place, record in enumerate(records):
         if record.id in read and record.charger is not None \
                 and isinstance(record, Observation) and record.kind == "observation" \
-                and (keep is None or keep(record)):
+                and data.is_charger(record.charger) and (keep is None or keep(record)):
             charger = chargers.get(record.charger)
             if charger is None:
                 charger = chargers[record.charger] = Charger()
@@ -420,17 +449,20 @@ class LiveStory:
         # the records of the observations a story reads, picked in C (most are telemetry)
         for record in compress(records, map(self._read.__contains__, map(_id, records))):
             charger = record.charger
-            if charger is None:
+            if charger is None or not self._data.is_charger(charger):
                 continue
             story = stories.get(charger)
             if story is None:
                 story = stories[charger] = Story(self._data)
             try:
-                if record.id == power and type(record) is Observation \
-                        and record.kind == "observation":  # what `feed` does, the short way
-                    story.power(record.value, record.timestamp or record.arrival
-                                or record.received)  # its moment()
-                    continue
+                if type(record) is Observation and record.kind == "observation":
+                    if record.stale or record.repeated:  # old news: no change
+                        story.baseline(record)
+                        continue
+                    if record.id == power:  # what `feed` does, the short way
+                        story.power(record.value, record.timestamp or record.arrival
+                                    or record.received)  # its moment()
+                        continue
                 change = story.feed(record)
             except Exception:  # a bug must not end the stream: counted, shown in the header
                 self.failed += 1

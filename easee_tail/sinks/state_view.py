@@ -73,10 +73,11 @@ def _block(fleet: FleetState, serial: str, groups: tuple[Group, ...], now: float
     grouped: set[int | str] = set()
     for group in groups:
         items = []
-        for observation, label in group.fields:
-            grouped.add(observation)
+        for observation, label, name in group.fields:
             latest = values.get(observation)
-            if latest is not None:
+            # the number means this on a charger only: an Equalizer's 31 is no IsEnabled
+            if latest is not None and latest.name == name:
+                grouped.add(observation)
                 items.append((label, latest))
         if items:
             lines.append(_group_line(group.name, items, now))

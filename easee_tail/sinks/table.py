@@ -36,7 +36,7 @@ from easee_tail.sinks.state_view import MORE_BELOW, state_lines
 from easee_tail.source import Source
 from easee_tail.state import Group
 from easee_tail.text import plural, visible
-from easee_tail.times import CLOCK_SKEW_MS
+from easee_tail.times import CLOCK_SKEW_MS, span
 
 REDRAWS_PER_SECOND = 5
 SWITCH_KEY = "v"
@@ -193,6 +193,9 @@ class TableSink:
             header.append(f" · {stats.redelivered:,} redelivered", style="yellow")
         if stats.skewed:
             header.append(f" · {stats.skewed:,} with the local clock behind", style="yellow")
+        if stats.stale or stats.repeated:
+            header.append(f" · sent again: {stats.stale:,} stale, {stats.repeated:,} repeated",
+                          style="yellow")
         if self._store.failed:
             header.append(f" · {self._store.failed:,} not drawn (internal error: please "
                           "report it)", style="red")
@@ -312,12 +315,30 @@ def _cells(record: Record, time_field: str) -> list[tuple[str, str]]:
     charger = visible(record.charger or "?")
     if record.redelivered:  # seen before a reconnect, perhaps: at-least-once, marked
         charger = "↻ " + charger
+    value, value_style = display_value(record), "red" if is_error else ""
+    again = _sent_again(record)
+    if again:  # an old value the cloud sent again: said, and dimmed
+        value, value_style = f"{value}  [{again}]", "dim"
     return [
         (display_time(moment) if (moment := getattr(record, time_field, None)) else "–", ""),
         (charger, "yellow" if record.redelivered else ""),
         ("" if record.id is None else str(record.id), ""),
         ("error" if isinstance(record, ErrorRecord) else visible(record.name),
          "red" if is_error else ("" if record.kind == "observation" else "dim")),
-        (display_value(record), "red" if is_error else ""),
+        (value, value_style),
         (latency_text, latency_style(latency)),
     ]
+
+
+def _sent_again(record: Record) -> str | None:
+    """`stale 1h 0m`, `repeated`, both, or None for a value that is news."""
+    if isinstance(record, ErrorRecord) or not (record.stale or record.repeated):
+        return None
+    marks = []
+    if record.stale and record.timestamp is not None and record.arrival is not None:
+        marks.append(f"stale {span((record.arrival - record.timestamp).total_seconds())}")
+    elif record.stale:
+        marks.append("stale")
+    if record.repeated:
+        marks.append("repeated")
+    return ", ".join(marks)
