@@ -222,8 +222,9 @@ def consume(
     encoder: Callable[[Record], bytes] = LineEncoder() if out.save_path else encode
     keys: Keys | None = None
     try:
-        if out.save_path:
-            sinks.append(_save_sink(out, encoder))
+        save = _save_sink(out, encoder) if out.save_path else None
+        if save is not None:
+            sinks.append(save)
         source, backlog = open_source()
         if tally is not None and removes:
             reporter.info(f"filters on ({tally.filters}): messages that do not match are "
@@ -273,8 +274,12 @@ def consume(
             sinks.append(reporter.table)
         else:
             env.stdout_bytes.flush()  # the sink writes to the descriptor itself
+            # a plain --save file of the same lines is written from this sink's, encoded once
+            copies = (save.following(),) if isinstance(save, JsonlSink) and template is None \
+                else ()
             sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
-                                   encoder=template or encoder, give_up=reporter.stop.overdue))
+                                   encoder=template or (encode if copies else encoder),
+                                   give_up=reporter.stop.overdue, copies=copies))
         started = time.monotonic()
         ending = run(source, decoder or table_decoder(table, out.stale_after), keep, sinks,
                      Limits(ends.count, duration, ends.idle_timeout,

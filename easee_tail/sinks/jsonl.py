@@ -16,7 +16,7 @@ import json
 import os
 import select
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import BinaryIO
 
@@ -88,11 +88,14 @@ class JsonlSink:
     messages.
     """
 
+    takes_records = True  # False for a copy: another sink hands it its lines
+
     def __init__(
         self, stream: BinaryIO, name: str, is_stdout: bool = False,
         encoder: Callable[[Record], bytes] | None = None, fsync: bool = False,
-        give_up: Callable[[bool], bool] | None = None,
+        give_up: Callable[[bool], bool] | None = None, copies: Sequence[JsonlSink] = (),
     ) -> None:
+        self._copies = copies  # files that get the same lines first (--save), encoded once
         self._stream = stream
         self._fd = stream.fileno()
         self._name = name
@@ -141,6 +144,8 @@ class JsonlSink:
             return
         data, ends = self._pending, self._ends
         self._pending, self._ends = bytearray(), []
+        for copy in self._copies:  # all of it, before stdout, which may take only part
+            copy.put(data)
         try:
             if self._careful:
                 self._write_carefully(data, ends)
@@ -150,6 +155,20 @@ class JsonlSink:
                 os.fsync(self._fd)
         except BrokenPipeError:
             raise PipeClosed() from None
+        except OSError as problem:
+            raise OutputFailure(f"cannot write to {self._name}: {problem.strerror}") from None
+
+    def following(self) -> JsonlSink:
+        """This file as a copy of another sink's lines (`copies`): it takes no records."""
+        self.takes_records = False
+        return self
+
+    def put(self, data: bytearray) -> None:
+        """Lines another sink encoded, written whole (and fsynced, if asked) at once."""
+        try:
+            self._write_all(data)
+            if self._fsync:
+                os.fsync(self._fd)
         except OSError as problem:
             raise OutputFailure(f"cannot write to {self._name}: {problem.strerror}") from None
 
