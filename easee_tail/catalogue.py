@@ -23,8 +23,9 @@ import builtins
 import csv
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, partial
+from typing import Any
 
 VALUE_TYPES = ("Integer", "Double", "Boolean", "String", "Position")
 UNLISTED = "unlisted"  # the tag of an entry from the wider list
@@ -148,10 +149,12 @@ class UnknownObservation(LookupError):
 
 class Catalogue:
     def __init__(self, entries: list[ObservationType], device: str = "charger",
-                 others: Mapping[str, Catalogue] | None = None) -> None:
+                 others: Mapping[str, Callable[[], Catalogue]] | None = None) -> None:
         self.device = device  # the kind of device: "charger", "equalizer"
-        # the lists of the other kinds, by the first two letters of their serials
-        self.others: Mapping[str, Catalogue] = others or {}
+        # the lists of the other kinds, by the first two letters of their serials, each read
+        # when first wanted (most streams carry chargers only)
+        self._others: Mapping[str, Callable[[], Catalogue]] = others or {}
+        self.others = frozenset(self._others)  # those letters
         self._by_id = {entry.id: entry for entry in entries}
         self._by_name = {entry.name.lower(): entry for entry in entries}
         self._by_text = {str(entry.id): entry for entry in entries}
@@ -168,12 +171,13 @@ class Catalogue:
 
     def of(self, serial: str | None) -> Catalogue:
         """The list of the device `serial` names: an Equalizer's for QP..., else this one."""
-        return self.others.get(serial[:2].upper(), self) if serial and self.others else self
+        other = self._others.get(serial[:2].upper()) if serial and self._others else None
+        return self if other is None else other()
 
     def kinds(self) -> Iterator[Catalogue]:
         """This list and those of the other kinds of device, each once."""
         yield self
-        yield from dict.fromkeys(self.others.values())
+        yield from dict.fromkeys(other() for other in self._others.values())
 
     def __iter__(self) -> Iterator[ObservationType]:
         return iter(sorted(self._by_id.values(), key=lambda entry: entry.id))
@@ -216,7 +220,8 @@ class Catalogue:
 
 
 def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
-               wider: bool = False, device: str = "charger") -> list[ObservationType]:
+               wider: bool = False, device: str = "charger",
+               tag: str | None = None) -> list[ObservationType]:
     entries = []
     for row in csv.DictReader(text.splitlines(), delimiter="\t"):
         enum = enums.get(row["id"], {})
@@ -227,7 +232,7 @@ def _parse_tsv(text: str, enums: Mapping[str, Mapping[str, object]],
         # the wider list leaves a type out where Easee publishes none: the value is kept as sent
         if row["type"] not in VALUE_TYPES and not (wider and row["type"] == ""):
             raise ValueError(f"catalogue: observation {row['id']} has unknown type {row['type']!r}")
-        tags = tuple(tag for tag in row["tags"].split(",") if tag)
+        tags = tuple(name for name in (*row["tags"].split(","), tag) if name)
         entries.append(
             ObservationType(
                 id=int(row["id"]),
@@ -266,11 +271,14 @@ def load() -> Catalogue:
         if entry.id not in known]
     devices = json.loads((data / "devices.json").read_text(encoding="utf-8"))
     devices.pop("_about", None)
-    others: dict[str, Catalogue] = {}
+    others: dict[str, Callable[[], Catalogue]] = {}
     for kind, about in devices.items():
-        entries = _parse_tsv((data / about["observations"]).read_text(encoding="utf-8"),
-                             about.get("enums", {}), device=kind)
-        catalogue = Catalogue([replace(entry, tags=(*entry.tags, kind)) for entry in entries],
-                              kind)
-        others.update(dict.fromkeys(about["prefixes"], catalogue))
+        others.update(dict.fromkeys(about["prefixes"], cache(partial(_kind, kind, about))))
     return Catalogue(listed + wider, others=others)
+
+
+def _kind(kind: str, about: Mapping[str, Any]) -> Catalogue:
+    """The list of another kind of device, its entries tagged with the kind."""
+    from importlib.resources import files
+    text = (files("easee_tail") / "data" / about["observations"]).read_text(encoding="utf-8")
+    return Catalogue(_parse_tsv(text, about.get("enums", {}), device=kind, tag=kind), kind)
