@@ -142,36 +142,22 @@ def measure_all(
     # round 0 warms the broker, the page cache and the CPU's clocks up, and is not counted:
     # the first round of a run was often slow for every row, and most for the rows run first
     for round_number in range(0, args.rounds + 1):
-        names = {row: f"{row}-{round_number}" for row in ("baseline", "floor", "jsonl", "save",
-                                                                "table", "state", "metrics")}
+        names = {row: f"{row}-{round_number}" for row in ROWS}
         say(f"round {round_number} of {args.rounds}"
             + (" (a warm-up, not counted)" if not round_number else "")
             + f": pre-loading {count:,} messages into each of {len(names)} queues …")
         preload(broker, f"bench.round{round_number}", list(names.values()), messages, count)
         runs: dict[str, Run] = {}
-        say("  1 baseline: raw pika …")
-        runs["baseline"] = run_consumer(
-            [sys.executable, "-m", "bench.baseline", url, names["baseline"], ca, str(count)],
-            count)
-        say("  11 floor: raw pika + easee-tail's decode and encode …")
-        runs["floor"] = run_consumer(
-            [sys.executable, "-m", "bench.floor", url, names["floor"], ca, str(count)], count)
-        say("  2 easee-tail --jsonl > /dev/null …")
-        runs["jsonl"] = run_consumer([*tail, "--queue", names["jsonl"], "--jsonl"], count)
-        say("  3 easee-tail --jsonl --save FILE > /dev/null …")
-        save_file.unlink(missing_ok=True)
-        runs["save"] = run_consumer(
-            [*tail, "--queue", names["save"], "--jsonl", "--save", str(save_file)], count)
-        if round_number:
-            saved_lines.append(count_lines(save_file))
-        say("  13 easee-tail --jsonl --metrics 0 > /dev/null …")
-        runs["metrics"] = run_consumer(
-            [*tail, "--queue", names["metrics"], "--jsonl", "--metrics", "0"], count)
-        say(f"  4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal …")
-        runs["table"] = run_consumer([*tail, "--queue", names["table"]], count, terminal=TABLE_SIZE)
-        say("  8 easee-tail state view in the same pseudo-terminal …")
-        runs["state"] = run_consumer([*tail, "--queue", names["state"], "--view", "state"], count,
-                                     terminal=TABLE_SIZE)
+        # each round starts one row later: a queue drained late in a round waited longest
+        # beside the others (the broker pages and collects meanwhile), so no row is always
+        # the last to run
+        order = ROWS[round_number % len(ROWS):] + ROWS[:round_number % len(ROWS)]
+        for row in order:
+            if row == "save":
+                save_file.unlink(missing_ok=True)
+            runs[row] = run_row(row, tail, names[row], url, ca, count, save_file)
+            if row == "save" and round_number:
+                saved_lines.append(count_lines(save_file))
         for name in names.values():
             left = depth(broker, name)
             if left:
@@ -248,6 +234,30 @@ def measure_all(
         rows[2].met = False
         rows[2].detail += f" (expected {count:,})"
     return rows, machine
+
+
+ROWS = ("baseline", "floor", "jsonl", "save", "metrics", "table", "state")
+_SAYING = {
+    "baseline": "1 baseline: raw pika", "floor": "11 floor: raw pika + easee-tail's decode "
+    "and encode", "jsonl": "2 easee-tail --jsonl > /dev/null", "save": "3 easee-tail --jsonl "
+    "--save FILE > /dev/null", "metrics": "13 easee-tail --jsonl --metrics 0 > /dev/null",
+    "table": f"4 easee-tail table in a {TABLE_SIZE[0]}x{TABLE_SIZE[1]} pseudo-terminal",
+    "state": "8 easee-tail state view in the same pseudo-terminal",
+}
+
+
+def run_row(row: str, tail: list[str], queue: str, url: str, ca: str, count: int,
+            save_file: Path) -> Run:
+    """One row's consumer on its own queue of the round."""
+    say(f"  {_SAYING[row]} …")
+    if row in ("baseline", "floor"):
+        return run_consumer([sys.executable, "-m", f"bench.{row}", url, queue, ca, str(count)],
+                            count)
+    more = {"jsonl": ["--jsonl"], "save": ["--jsonl", "--save", str(save_file)],
+            "metrics": ["--jsonl", "--metrics", "0"], "table": [],
+            "state": ["--view", "state"]}[row]
+    return run_consumer([*tail, "--queue", queue, *more], count,
+                        terminal=TABLE_SIZE if row in ("table", "state") else None)
 
 
 def throughput_row(
