@@ -119,7 +119,7 @@ def _usual(delivery: Delivery, catalogue: Catalogue,
     parts = routing_key.split(".")
     if len(parts) != 3 or parts[1] != "O":
         return None
-    if catalogue.others and parts[0][:2].upper() in catalogue.others:
+    if catalogue.others and parts[0][:2].upper() in catalogue.others:  # kind_key, inline
         return None  # another kind of device: its own list
     entry = catalogue.by_route(parts[2])
     if entry is None or entry.fast is None:
@@ -261,10 +261,9 @@ def _observation(
     if latency_ms is not None and latency_ms < 0:
         notes.append(NEGATIVE_LATENCY_NOTE if latency_ms >= -CLOCK_SKEW_MS
                      else skew_note(latency_ms))
-    stale = timestamp is not None and arrival is not None \
-        and arrival - timestamp > stale_after
-    if stale:
-        assert timestamp is not None and arrival is not None
+    stale = False
+    if timestamp is not None and arrival is not None and arrival - timestamp > stale_after:
+        stale = True
         notes.append(stale_note(arrival - timestamp))
     declared = _declared_type(body)
     raw: object = None

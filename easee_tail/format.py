@@ -110,8 +110,6 @@ def display_duration(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-
-
 def summary(stats: Stats, elapsed: float, width: int = 80) -> str:
     """What is printed on stderr at exit: totals, latency percentiles and a histogram."""
     rate = stats.total / elapsed if elapsed > 0 else 0.0

@@ -275,8 +275,9 @@ def consume(
         else:
             env.stdout_bytes.flush()  # the sink writes to the descriptor itself
             # a plain --save file of the same lines is written from this sink's, encoded once
+            # (not a FIFO or a terminal, whose reader may stall: it keeps its own careful sink)
             copies = (save.following(),) if isinstance(save, JsonlSink) and template is None \
-                else ()
+                and not save.may_stall else ()
             sinks.append(JsonlSink(env.stdout_bytes, "stdout", is_stdout=True,
                                    encoder=template or (encode if copies else encoder),
                                    give_up=reporter.stop.overdue, copies=copies))

@@ -25,7 +25,7 @@ from itertools import compress
 from operator import attrgetter
 from sys import intern
 
-from easee_tail.catalogue import Catalogue
+from easee_tail.catalogue import Catalogue, kind_key
 from easee_tail.format import value_text
 from easee_tail.model import Observation, Record
 from easee_tail.text import plural, visible
@@ -58,7 +58,7 @@ class StoryData:
     devices: frozenset[str] = frozenset()
 
     def is_charger(self, serial: str) -> bool:
-        return not self.devices or serial[:2].upper() not in self.devices
+        return not self.devices or kind_key(serial) not in self.devices
 
     @cached_property
     def sessions(self) -> frozenset[int]:
@@ -280,8 +280,6 @@ class Charger:
         self.power_order = array("q")
 
     def add(self, record: Observation, place: int, power: int) -> None:
-        if record.repeated:  # the same value and Timestamp as before: nothing new
-            return
         if record.id == power:
             self.power_at.append((moment(record) - _EPOCH) // _MICROSECOND)
             self.power.append(_number(record.value))

@@ -146,8 +146,24 @@ class JsonlSink:
         self._pending, self._ends = bytearray(), []
         for copy in self._copies:  # all of it, before stdout, which may take only part
             copy.put(data)
+        self.put(data, ends)
+
+    @property
+    def may_stall(self) -> bool:
+        """A reader may hold it up (a pipe, a terminal): it cannot be another sink's copy."""
+        return self._careful
+
+    def following(self) -> JsonlSink:
+        """This file as a copy of another sink's lines (`copies`): it takes no records."""
+        assert not self._careful
+        self.takes_records = False
+        return self
+
+    def put(self, data: bytearray, ends: list[int] | None = None) -> None:
+        """Lines written out (another sink's, for a copy), then fsynced if asked; where a
+        reader may stall and the line ends are known, a piece at a time (see the class)."""
         try:
-            if self._careful:
+            if self._careful and ends is not None:
                 self._write_carefully(data, ends)
             else:
                 self._write_all(data)
@@ -155,20 +171,6 @@ class JsonlSink:
                 os.fsync(self._fd)
         except BrokenPipeError:
             raise PipeClosed() from None
-        except OSError as problem:
-            raise OutputFailure(f"cannot write to {self._name}: {problem.strerror}") from None
-
-    def following(self) -> JsonlSink:
-        """This file as a copy of another sink's lines (`copies`): it takes no records."""
-        self.takes_records = False
-        return self
-
-    def put(self, data: bytearray) -> None:
-        """Lines another sink encoded, written whole (and fsynced, if asked) at once."""
-        try:
-            self._write_all(data)
-            if self._fsync:
-                os.fsync(self._fd)
         except OSError as problem:
             raise OutputFailure(f"cannot write to {self._name}: {problem.strerror}") from None
 
