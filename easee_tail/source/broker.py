@@ -142,7 +142,9 @@ class BrokerSource:
                 arguments={"x-stream-offset": self._stream_offset}
                 if self._stream_offset is not None else None)
             while True:
-                self._read(IDLE_TICK)
+                # what the reads between a batch's pieces brought is in hand: a wait for
+                # more would hold it back (the end of a backlog by IDLE_TICK)
+                self._read(0 if pending else IDLE_TICK)
                 if counted:
                     raise PeekUnsafe(
                         f"--peek cannot look without taking on {self._details.queue!r}: it is a "
