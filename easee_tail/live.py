@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from easee_tail.captures.story import LiveStory
-from easee_tail.model import Record
+from easee_tail.model import Batch, Record
 from easee_tail.state import FleetState
 from easee_tail.stats import Stats
 
@@ -38,11 +38,12 @@ class LiveStore:
         if not pending:
             return
         now = time.monotonic()
-        self.stats.take(pending, now)
+        batch = Batch.of(pending)
+        self.stats.take(batch, now)
         if self.fleet is not None:
-            self.fleet.take(pending, now)
+            self.fleet.take(batch, now)
         if self.story is not None:
-            self.story.take(pending)
+            self.story.take(batch)
         self.rows.extend(pending)
         pending.clear()
 

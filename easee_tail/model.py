@@ -5,9 +5,11 @@ Field order is the JSON lines schema (the JSONL sink serialises these dataclasse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import Literal
 
 # Headers as pika hands them over: str keys, values of AMQP field types.
@@ -85,3 +87,24 @@ Record = Observation | ErrorRecord
 # Every field a JSON line can have, in schema order: what templates and --where may name.
 RECORD_FIELDS = tuple(dict.fromkeys(
     [*Observation.__dataclass_fields__, *ErrorRecord.__dataclass_fields__]))
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records written together, and what every part of the live store reads of each of
+    them, taken once (in C): each pass over a batch costs every record a trip to memory."""
+
+    records: Sequence[Record]
+    serials: list[str | None]  # None: a routing key without a serial
+    ids: list[int | None]
+    errors: bool  # an error record among them
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> Batch:
+        return cls(records, list(map(_charger, records)), list(map(_id, records)),
+                   any(map(isinstance, records, _ERROR_RECORD)))
+
+
+_charger = attrgetter("charger")
+_id = attrgetter("id")
+_ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()

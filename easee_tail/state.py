@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from itertools import repeat
-from operator import attrgetter
 
 from easee_tail.catalogue import Catalogue
 from easee_tail.format import value_text
-from easee_tail.model import ErrorRecord, Observation, Record
+from easee_tail.model import Batch, ErrorRecord, Observation
 
 HISTORY = 16  # telemetry values kept per observation for its sparkline (one per settle)
 SETTLE_EVERY = 0.2  # seconds between two foldings of the newest values: a redraw's period
@@ -57,9 +56,6 @@ class Latest:
 
 
 _PLOTTABLE = 1 << 53  # integers a float holds exactly; beyond, a sparkline means nothing
-_charger = attrgetter("charger")
-_id = attrgetter("id")
-_ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 
 
 class FleetState:
@@ -92,10 +88,11 @@ class FleetState:
             self._by_serial = sorted(self.latest)
         return self._by_serial
 
-    def take(self, records: Sequence[Record], now: float) -> None:
+    def take(self, batch: Batch, now: float) -> None:
         """A batch of records, received at `now` (monotonic). Counted at once; their values
         wait in a window that `settle` folds in (at most SETTLE_EVERY seconds later)."""
-        serials = list(map(_charger, records))
+        records = batch.records
+        serials: list[str] = batch.serials  # type: ignore[assignment]  # None is replaced
         if None in serials:  # a routing key without a serial
             serials = [serial or "?" for serial in serials]
         if self._counting:
@@ -105,10 +102,10 @@ class FleetState:
         if len(self.heard) != len(latest):  # new chargers
             for serial in self.heard.keys() - latest.keys():
                 latest[serial] = {}
-        keys: list[int | str | None] = list(map(_id, records))
+        keys = batch.ids
         observations: Sequence[Observation]
         pairs: Iterable[tuple[str, int | str]]
-        if None in keys or any(map(isinstance, records, _ERROR_RECORD)):  # rare: the slow way
+        if batch.errors or None in keys:  # rare: the slow way
             self.errors.update(serial for serial, record in zip(serials, records, strict=True)
                                if isinstance(record, ErrorRecord))
             pairs = [(serial, record.kind if record.id is None else record.id)

@@ -17,11 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from itertools import repeat
 from operator import attrgetter, is_not
 from typing import TextIO
 
-from easee_tail.model import ErrorRecord, Record
+from easee_tail.model import Batch, ErrorRecord, Record
 from easee_tail.sinks import Watcher
 from easee_tail.times import CLOCK_SKEW_MS
 
@@ -102,20 +101,21 @@ class Stats:
 
     def flush(self) -> None:
         if self._pending:  # once a batch rather than once a message: a clock read is not free
-            self.take(self._pending, time.monotonic())
+            self.take(Batch.of(self._pending), time.monotonic())
             self._pending.clear()
 
-    def take(self, records: Sequence[Record], now: float) -> None:
+    def take(self, batch: Batch, now: float) -> None:
         """Count a batch of records, received at `now` (monotonic)."""
+        records = batch.records
         if not records:
             return
         self.total += len(records)
         self.last_received = now
         per_charger = self.per_charger
-        per_charger.update(map(_charger, records))
+        per_charger.update(batch.serials)  # type: ignore[arg-type]  # None: just below
         if None in per_charger:  # a routing key without a serial
             per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
-        if any(map(isinstance, records, _ERROR_RECORD)):  # rare: error records are counted
+        if batch.errors:  # rare: error records are counted
             names = [UNREADABLE if isinstance(record, ErrorRecord) else record.name
                      for record in records]
             self.errors += names.count(UNREADABLE)
@@ -211,12 +211,10 @@ class Stats:
 
 
 UNREADABLE = "(unreadable)"  # the per-observation count of error records
-_charger = attrgetter("charger")
 _name = attrgetter("name")
 _redelivered = attrgetter("redelivered")
 _stale = attrgetter("stale")
 _repeated = attrgetter("repeated")
-_ERROR_RECORD = repeat(ErrorRecord)  # isinstance's second argument, for map()
 _latency = attrgetter("latency_ms")
 _is_latency = partial(is_not, None)
 

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from importlib.resources import files
 from itertools import compress
-from operator import attrgetter
 from sys import intern
 
 from easee_tail.catalogue import Catalogue, kind_key
 from easee_tail.format import value_text
-from easee_tail.model import Observation, Record
+from easee_tail.model import Batch, Observation, Record
 from easee_tail.text import plural, visible
 from easee_tail.times import parse_time, span
 
@@ -424,7 +423,6 @@ def timeline_text(changes: Sequence[Change]) -> str:
     return "\n".join(out)
 
 
-_id = attrgetter("id")
 
 
 class LiveStory:
@@ -440,12 +438,12 @@ class LiveStory:
         self._read = data.read  # a story reads no other observation
         self.failed = 0  # records a bug kept out of their story (none, one hopes)
 
-    def take(self, records: Sequence[Record]) -> None:
+    def take(self, batch: Batch) -> None:
         """A batch of records, in the order they came."""
         stories = self._stories
         power = self._data.power
         # the records of the observations a story reads, picked in C (most are telemetry)
-        for record in compress(records, map(self._read.__contains__, map(_id, records))):
+        for record in compress(batch.records, map(self._read.__contains__, batch.ids)):
             charger = record.charger
             if charger is None or not self._data.is_charger(charger):
                 continue

@@ -37,7 +37,7 @@ def state_lines(
     if skip:
         lines.append(Text(f"↑ {plural(skip, 'charger')} above", style="dim"))
     for shown, serial in enumerate(chargers[skip:], start=skip):
-        block = _block(fleet, serial, groups, now, silent_after)
+        block = _block(fleet, serial, groups, now, silent_after, width)
         left = len(chargers) - shown
         room = height - len(lines) - (1 if left > 1 else 0)
         if len(block) > room and shown == skip and room > 0:
@@ -56,7 +56,7 @@ def state_lines(
 
 
 def _block(fleet: FleetState, serial: str, groups: tuple[Group, ...], now: float,
-           silent_after: float) -> list[Text]:
+           silent_after: float, width: int) -> list[Text]:
     first = Text(no_wrap=True, overflow="ellipsis")
     first.append(visible(serial), style="bold")
     first.append(f"  {fleet.counts[serial]:,} messages", style="dim")
@@ -80,12 +80,12 @@ def _block(fleet: FleetState, serial: str, groups: tuple[Group, ...], now: float
                 grouped.add(observation)
                 items.append((label, latest))
         if items:
-            lines.append(_group_line(group.name, items, now))
+            lines.append(_group_line(group.name, items, now, width))
     others = [(visible(latest.name), latest)  # a replayed capture names its own
               for key, latest in sorted(values.items(), key=_by_id_then_kind)
               if key not in grouped]
     if others:
-        lines.append(_group_line("other", others, now))
+        lines.append(_group_line("other", others, now, width))
     return lines
 
 
@@ -94,10 +94,12 @@ def _by_id_then_kind(item: tuple[int | str, Latest]) -> tuple[int, str]:
     return (key, "") if isinstance(key, int) else (1 << 30, key)
 
 
-def _group_line(name: str, items: list[tuple[str, Latest]], now: float) -> Text:
+def _group_line(name: str, items: list[tuple[str, Latest]], now: float, width: int) -> Text:
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(f"  {name:<{_LABEL_WIDTH}}", style="cyan")
     for number, (label, latest) in enumerate(items):
+        if len(line) > width:  # what follows would be cropped (a charger has dozens)
+            break
         if number:
             line.append(" · ", style="dim")
         line.append(f"{label} ", style="dim")

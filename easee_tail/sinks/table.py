@@ -6,7 +6,7 @@ the latest changes of state. `v` switches between them while running. The record
 the live store (live.py), never here: the table reads the store when it draws, on `tick`,
 at most REDRAWS_PER_SECOND times a second however fast messages come. Rows are plain lines
 in fixed-width columns (rich's Table measured every cell of every frame: 25-50 ms a
-redraw), and a row's texts are made once, when it is first drawn.
+redraw), and a row's line is made once, when it is first drawn.
 """
 
 from __future__ import annotations
@@ -82,8 +82,10 @@ class TableSink:
         self._more_below = False  # state view: chargers left below the screen, last drawn
         self._backlog = backlog
         self._rows = store.rows
-        # the rows last drawn, by id(record), with their texts: a row is made once
-        self._drawn: dict[int, tuple[Record, list[tuple[str, str]]]] = {}
+        # the rows last drawn, by id(record), with their lines: a row is made once (again
+        # when the width changes, which changes the columns)
+        self._drawn: dict[int, tuple[Record, Text]] = {}
+        self._drawn_width = 0
         self._next_draw = 0.0
         self._live = Live(
             self._render(),
@@ -252,22 +254,16 @@ class TableSink:
             else heading[column.name].ljust(column.width)
             for column in columns)[:width], style="bold")]
         room = max(1, self._console.size.height - _CHROME_LINES)
-        drawn, before = {}, self._drawn
+        drawn: dict[int, tuple[Record, Text]] = {}
+        before = self._drawn if width == self._drawn_width else {}
         for record in list(self._rows)[-room:]:
             # `_drawn` holds the records it names, so no other record can have their id
             known = before.get(id(record))
-            cells = known[1] if known is not None else _cells(record, self._time_field)
-            drawn[id(record)] = (record, cells)
-            line = Text(no_wrap=True, overflow="ellipsis")
-            for number, column in enumerate(columns):
-                text, style = cells[column.key]
-                cell = Text(text, style=style, overflow="ellipsis", no_wrap=True)
-                cell.align("right" if column.right else "left", column.width)
-                if number:
-                    line.append(" ")
-                line.append_text(cell)
+            line = known[1] if known is not None else _line(
+                _cells(record, self._time_field), columns)
+            drawn[id(record)] = (record, line)
             lines.append(line)
-        self._drawn = drawn
+        self._drawn, self._drawn_width = drawn, width
         return RenderGroup(*lines)
 
 
@@ -303,6 +299,19 @@ def fit_columns(width: int) -> list[Column]:
     value = Column("value", 4, max(1, width - fixed))
     chosen = {c.name: c for c in [value, *kept[1:]]}
     return [chosen[name] for name in _SHOWN_ORDER if name in chosen]
+
+
+def _line(cells: list[tuple[str, str]], columns: list[Column]) -> Text:
+    """A row: its cells in the columns, each cropped or padded to its width."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    for number, column in enumerate(columns):
+        text, style = cells[column.key]
+        cell = Text(text, style=style, overflow="ellipsis", no_wrap=True)
+        cell.align("right" if column.right else "left", column.width)
+        if number:
+            line.append(" ")
+        line.append_text(cell)
+    return line
 
 
 def _cells(record: Record, time_field: str) -> list[tuple[str, str]]:
