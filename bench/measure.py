@@ -9,6 +9,7 @@ import itertools
 import multiprocessing
 import os
 import pty
+import resource
 import statistics
 import struct
 import subprocess
@@ -42,6 +43,7 @@ class Run:
     peak_rss_mb: float  # the kernel's high-water mark (VmHWM), as last read
     rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
     redraws: int = 0
+    cpu_seconds: float = 0.0  # the consumer's own, user and system: what it spent, waits aside
 
     def rate(self, count: int) -> float:
         return count / self.seconds
@@ -76,6 +78,8 @@ def run_consumer(
     drained: threading.Thread | None = None
     frames = [0]
     errors = b""
+    # the children reaped so far: the consumer is the one reaped next (the broker lives on)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     if terminal is None:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -100,13 +104,50 @@ def run_consumer(
         errors = process.stderr.read()
     process.wait()
     seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if drained is not None:
         drained.join(timeout=5)
     sampler.join(timeout=1)
     if process.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited with {process.returncode}: "
                            f"{errors.decode(errors='replace').strip()}")
-    return Run(seconds, peak[0], samples, frames[0])
+    return Run(seconds, peak[0], samples, frames[0], cpu)
+
+
+def wait_quiet(broker: RabbitBroker, busy: float = 0.1, most: float = 10.0) -> float:
+    """Wait until the broker's processes use less than `busy` of a CPU over a quarter of a
+    second (at most `most` seconds), and say how long that took: a row started while the
+    broker still pages or collects after the one before would pay for it."""
+    assert broker.process is not None
+    group = os.getpgid(broker.process.pid)
+    tick = os.sysconf("SC_CLK_TCK")
+    began = time.monotonic()
+    spent = _group_cpu(group, tick)
+    while time.monotonic() - began < most:
+        time.sleep(0.25)
+        now = _group_cpu(group, tick)
+        if now - spent < busy * 0.25:
+            break
+        spent = now
+    return time.monotonic() - began
+
+
+def _group_cpu(group: int, tick: int) -> float:
+    """CPU seconds (user and system) of the live processes of a process group."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # the fields after the command name, which may hold spaces and parentheses
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def _take_terminal() -> None:
