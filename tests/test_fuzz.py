@@ -17,7 +17,7 @@ from rich.cells import cell_len
 from easee_tail.catalogue import load
 from easee_tail.decode import decode
 from easee_tail.format import summary
-from easee_tail.model import Delivery, ErrorRecord, Observation
+from easee_tail.model import Batch, Delivery, ErrorRecord, Observation
 from easee_tail.sinks.jsonl import encode
 from easee_tail.sinks.state_view import state_lines
 from easee_tail.state import FleetState, groups
@@ -115,8 +115,8 @@ def test_the_views_draw_any_records_within_the_width(
     fleet, stats = FleetState(CATALOGUE), Stats()
     records = [decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
                for number, (routing_key, body) in enumerate(messages)]
-    fleet.take(records, time.monotonic())
-    stats.take(records, time.monotonic())
+    fleet.take(Batch.of(records), time.monotonic())
+    stats.take(Batch.of(records), time.monotonic())
     lines = state_lines(fleet, groups(CATALOGUE), width, height, time.monotonic(), 300.0,
                         skip=skip)
     assert lines and len(lines) <= max(height, 1)
