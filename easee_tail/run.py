@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -266,7 +266,8 @@ def consume(
                 LiveStory(story_data(table)) if out.view == "timeline" or keys is not None
                 else None)
             sinks.append(store)
-            console = Console(file=env.stdout, no_color=env.no_color)
+            console = Console(file=env.stdout, no_color=env.no_color,
+                              _environ=_sized_by_terminal(env.stdout))
             reporter.table = TableSink(
                 console, store, source, StateOptions(groups(table), out.silent_after),
                 view=out.view, keys=keys.read if keys else None, backlog=backlog,
@@ -312,6 +313,19 @@ def consume(
                                           reporter.stderr.size.width), style="dim")
     if ending is Ending.SIGNAL and reporter.stop.signum is not None:
         sys.exit(SIGNAL_EXIT.get(reporter.stop.signum, ExitCode.INTERRUPTED))
+
+
+def _sized_by_terminal(stream: TextIO) -> dict[str, str]:
+    """The environment the table's console reads its size from: without COLUMNS and LINES
+    when the terminal tells its size, so that each frame takes the size it has now. A shell
+    that exported them set them once, when it started the command: a resize would leave the
+    table drawing at the old width (its lines wrapped, the frames piled up)."""
+    try:
+        told = all(os.get_terminal_size(stream.fileno()))
+    except (OSError, ValueError, AttributeError):
+        told = False
+    return {key: value for key, value in os.environ.items()
+            if not told or key not in ("COLUMNS", "LINES")}
 
 
 def _close_sinks(reporter: Reporter, sinks: list[Sink]) -> None:

@@ -172,6 +172,31 @@ def test_the_table_fits_narrow_and_wide_terminals_without_wrapping(
     assert ("latency" in lines[heading]) == (width >= 80)
 
 
+def test_rows_already_drawn_take_the_new_columns_when_the_terminal_is_resized(
+    cli: Runner, api: HTTPServer, queue: BrokerQueue, terminal: Callable[..., Terminal],
+) -> None:
+    # a row's line is made once and kept: a narrower window must still redraw it narrower
+    for number in range(4):
+        queue.publish("EHRESIZE.O.120", f'{{"Value": {number + 1}.5}}',
+                      {"ArrivalTime": "2026-11-24T12:00:00Z"})
+    screen = terminal([cli.executable, "--token", TOKEN, *api_args(api, cli.certs)])
+    wide = screen.wait_for(lambda s: "4 messages" in s and "4.5 kW" in s)
+    rows = [line for line in wide.splitlines() if "EHRESIZE" in line and "TotalPower" in line]
+    assert len(rows) == 4 and all(row[:2].isdigit() for row in rows)  # the time first
+    screen.resize(70, 30)
+    narrow = screen.wait_for(lambda s: any(line.lstrip().startswith("charger")
+                                           for line in s.splitlines()))
+    rows = [line.rstrip() for line in narrow.splitlines()
+            if "EHRESIZE" in line and "TotalPower" in line]
+    # the same four records, drawn again without the time and id that no longer fit
+    assert [row.split()[0] for row in rows] == ["EHRESIZE"] * 4, narrow
+    assert [row.split()[2:4] for row in rows] == [["1.5", "kW"], ["2.5", "kW"],
+                                                  ["3.5", "kW"], ["4.5", "kW"]]
+    assert all(len(row) <= 70 for row in rows)
+    screen.press("C-c")
+    assert "EXIT=130" in screen.wait_for(lambda s: "EXIT=" in s, timeout=10)
+
+
 def test_colours_unless_no_color(cli: Runner) -> None:
     import os
     import pty

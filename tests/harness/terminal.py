@@ -81,6 +81,10 @@ class Terminal:
                 raise AssertionError(f"never saw {what}:\n{self.screen()}")
             time.sleep(0.1)
 
+    def resize(self, width: int, height: int) -> None:
+        """The window resized, as a person drags it: the program gets SIGWINCH."""
+        tmux("resize-window", "-t", self.session, "-x", str(width), "-y", str(height))
+
     def press(self, *keys: str) -> None:
         tmux("send-keys", "-t", self.session, *keys)
 
