@@ -10,6 +10,7 @@ is a record ends with exit code 13.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -188,6 +189,9 @@ def sessions_command(paths: tuple[str, ...], chargers: tuple[str, ...], since: d
 def _asking(reporter: Reporter, question: Callable[[], object]) -> None:
     """A question's one-line end: an error with its code; Ctrl-C (nothing printed yet, the
     answer comes whole at the end) with 130, as a run ends."""
+    # Ctrl-C stops a question however it was started, as it stops a tail: a shell without
+    # job control starts `cmd &` with SIGINT ignored, and Python then leaves it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         question()
     except EaseeTailError as problem:
