@@ -423,8 +423,6 @@ def timeline_text(changes: Sequence[Change]) -> str:
     return "\n".join(out)
 
 
-
-
 class LiveStory:
     """The table's timeline view: each charger's story as records come (the order they
     arrive in), the latest changes kept; fed by the live table's store (live.py)."""
