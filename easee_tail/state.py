@@ -56,10 +56,7 @@ class Latest:
     history: array[float] | None = None  # telemetry only: the last HISTORY values, oldest first
 
 
-_name = attrgetter("name")
-_value = attrgetter("value")
-_label = attrgetter("label")
-_unit = attrgetter("unit")
+_shown = attrgetter("name", "value", "label", "unit")  # a record's (name, value, label, unit)
 _PLOTTABLE = 1 << 53  # integers a float holds exactly; beyond, a sparkline means nothing
 
 
@@ -125,9 +122,7 @@ class FleetState:
             observations = records  # type: ignore[assignment]  # no error record among them
         # the newest of each (serial, id), in C: a busy stream sends the same observation of
         # a charger many times between two redraws
-        self._window.update(zip(pairs, zip(
-            map(_name, observations), map(_value, observations), map(_label, observations),
-            map(_unit, observations), strict=True), strict=True))
+        self._window.update(zip(pairs, map(_shown, observations), strict=True))
         if now >= self._settle_at or len(self._window) >= SETTLE_SIZE:
             self.settle(now)
 

@@ -120,10 +120,10 @@ class Stats:
                      for record in records]
             self.errors += names.count(UNREADABLE)
             observations = [record for record in records if not isinstance(record, ErrorRecord)]
+            self.per_observation.update(names)
         else:  # the usual batch, counted in C
-            names = list(map(_name, records))
             observations = records  # type: ignore[assignment]  # no error record among them
-        self.per_observation.update(names)
+            self.per_observation.update(map(_name, records))
         self.stale += sum(map(_stale, observations))
         self.repeated += sum(map(_repeated, observations))
         self.redelivered += sum(map(_redelivered, records))

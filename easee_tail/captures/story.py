@@ -443,10 +443,10 @@ class LiveStory:
         # the records of the observations a story reads, picked in C (most are telemetry)
         for record in compress(batch.records, map(self._read.__contains__, batch.ids)):
             charger = record.charger
-            if charger is None or not self._data.is_charger(charger):
-                continue
-            story = stories.get(charger)
-            if story is None:
+            story = stories.get(charger)  # type: ignore[arg-type]  # None: never a key
+            if story is None:  # a serial not seen before (or none, or another device's)
+                if charger is None or not self._data.is_charger(charger):
+                    continue
                 story = stories[charger] = Story(self._data)
             try:
                 if type(record) is Observation and record.kind == "observation":
