@@ -233,8 +233,8 @@ def measure_all(
         fleet_row(fleet, fleet_table, fleet_state, args.fleet_minutes),
         floor_row(rounds, count),
         drain_row(rounds, count),
-        pair_row(13, "easee-tail --jsonl --metrics 0 against --jsonl", rounds, "metrics",
-                 "jsonl", count, 0.95),
+        with_cpu(pair_row(13, "easee-tail --jsonl --metrics 0 against --jsonl", rounds,
+                          "metrics", "jsonl", count, 0.95), rounds, "metrics", "jsonl"),
     ]
     if min(saved_lines) != count:
         rows[2].met = False
@@ -285,8 +285,10 @@ def floor_judged(
     ratio to the baseline goes in the detail."""
     judged = pair_row(number, name, rounds, row, "floor", count, target)
     to_baseline = median([runs["baseline"].seconds / runs[row].seconds for runs in rounds])
+    ratios = [runs["floor"].seconds / runs[row].seconds for runs in rounds]
     judged.detail = (seconds_detail(rounds, row) + extra
-                     + f"; {to_baseline:.2f}x the baseline; {cpu_detail(rounds, row, 'floor')}")
+                     + f"; {spread(ratios)}; {to_baseline:.2f}x the baseline; "
+                     + cpu_detail(rounds, row, "floor"))
     return judged
 
 
@@ -295,7 +297,20 @@ def cpu_detail(rounds: list[dict[str, Run]], row: str, against: str) -> str:
     machine's other core runs the broker, and the wall clock also counts waiting for it)."""
     mine = median([runs[row].cpu_seconds for runs in rounds])
     theirs = median([runs[against].cpu_seconds for runs in rounds])
-    return f"CPU {mine:.2f} s against {theirs:.2f} s ({theirs / mine:.2f}x)"
+    waits = (median([runs[row].cpu_wait_seconds for runs in rounds]),
+             median([runs[against].cpu_wait_seconds for runs in rounds]))
+    return (f"CPU {mine:.2f} s against {theirs:.2f} s ({theirs / mine:.2f}x), waiting for "
+            f"a CPU {waits[0]:.2f} s against {waits[1]:.2f} s")
+
+
+def with_cpu(row: Row, rounds: list[dict[str, Run]], name: str, against: str) -> Row:
+    row.detail += f"; {cpu_detail(rounds, name, against)}"
+    return row
+
+
+def spread(ratios: list[float]) -> str:
+    """The rounds' own ratios, lowest to highest: how far one round is from the median."""
+    return f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
 
 
 
@@ -304,20 +319,24 @@ def pair_row(
     target: float,
 ) -> Row:
     """The median over the rounds of `against`'s seconds over `row`'s, in the same round."""
-    ratio = median([runs[against].seconds / runs[row].seconds for runs in rounds])
+    ratios = [runs[against].seconds / runs[row].seconds for runs in rounds]
+    ratio = median(ratios)
     rate = median([runs[row].rate(count) for runs in rounds])
     return Row(number, name, rate, ratio, f">= {target:.2f}x {against}", ratio >= target,
-               seconds_detail(rounds, row) + f" against {seconds_detail(rounds, against)}")
+               seconds_detail(rounds, row) + f" against {seconds_detail(rounds, against)}; "
+               + spread(ratios))
 
 
 def drain_row(rounds: list[dict[str, Run]], count: int) -> Row:
     """Row 12: a backlog of `count` drained with the table open, against --jsonl on the
     same backlog in the same round: the table's seconds over --jsonl's (lower is better)."""
-    ratio = median([runs["table"].seconds / runs["jsonl"].seconds for runs in rounds])
+    ratios = [runs["table"].seconds / runs["jsonl"].seconds for runs in rounds]
+    ratio = median(ratios)
     return Row(12, f"a backlog of {count:,} drained: table seconds / --jsonl seconds", None,
                ratio, "<= 1.15x jsonl", ratio <= 1.15,
                f"table {seconds_detail(rounds, 'table')} against --jsonl "
-               f"{seconds_detail(rounds, 'jsonl')}; {cpu_detail(rounds, 'table', 'jsonl')}")
+               f"{seconds_detail(rounds, 'jsonl')}; {spread(ratios)}; "
+               f"{cpu_detail(rounds, 'table', 'jsonl')}")
 
 
 def redraw_bound(row: Row, rounds: list[dict[str, Run]], name: str) -> Row:

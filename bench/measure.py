@@ -44,6 +44,9 @@ class Run:
     rss_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
     redraws: int = 0
     cpu_seconds: float = 0.0  # the consumer's own, user and system: what it spent, waits aside
+    # its main thread's time ready to run but waiting for a CPU (the kernel's run_delay): on
+    # two cores shared with the broker, the rest of the wall clock
+    cpu_wait_seconds: float = 0.0
 
     def rate(self, count: int) -> float:
         return count / self.seconds
@@ -102,6 +105,9 @@ def run_consumer(
     sampler.start()
     if process.stderr is not None:
         errors = process.stderr.read()
+    # exited but not reaped yet: the kernel still has what it counted of its scheduling
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    waited = _run_delay(process.pid)
     process.wait()
     seconds = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -112,7 +118,7 @@ def run_consumer(
     if process.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited with {process.returncode}: "
                            f"{errors.decode(errors='replace').strip()}")
-    return Run(seconds, peak[0], samples, frames[0], cpu)
+    return Run(seconds, peak[0], samples, frames[0], cpu, waited)
 
 
 def wait_quiet(broker: RabbitBroker, busy: float = 0.1, most: float = 10.0) -> float:
@@ -148,6 +154,15 @@ def _group_cpu(group: int, tick: int) -> float:
         if int(fields[2]) == group:  # pgrp
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
+
+
+def _run_delay(pid: int) -> float:
+    """Seconds the process's main thread waited on a run queue (0.0 where not counted)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _take_terminal() -> None:

@@ -7,6 +7,7 @@ Only that it runs: no figure is asserted, because timings belong to the machine.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,11 @@ def test_bench_run_prints_every_row_and_writes_json(tmp_path: Path) -> None:
     assert [line.split()[0] for line in rows] == [str(number) for number in range(1, 14)]
     assert "1,500 lines saved" in rows[2]
     assert "redraws/s" in rows[3]
+    # judged rows show the rounds' spread and what the wall clock is made of
+    for judged in (rows[3], rows[11], rows[12]):
+        assert re.search(r"rounds \d\.\d\d-\d\.\d\d", judged), judged
+        assert re.search(r"CPU [\d.]+ s against [\d.]+ s \([\d.]+x\), waiting for a CPU "
+                         r"[\d.]+ s against [\d.]+ s", judged), judged
     assert "p99" in rows[6]
     assert "--view state" in rows[7] and "redraws/s" in rows[7]
     assert "import click" in rows[8] and "observations" in rows[8]
