@@ -3,8 +3,10 @@ line, and a fuzz run of random messages through the real broker and the real pro
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,18 +15,22 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
+from rich.console import Console
 
 from easee_tail.catalogue import load
 from easee_tail.decode import decode
-from easee_tail.format import summary
+from easee_tail.format import display_latency, summary
+from easee_tail.live import LiveStore
 from easee_tail.model import Batch, Delivery, ErrorRecord, Observation
 from easee_tail.sinks.jsonl import encode
 from easee_tail.sinks.state_view import state_lines
+from easee_tail.sinks.table import TIME_HEADINGS, StateOptions, TableSink, fit_columns
 from easee_tail.state import FleetState, groups
 from easee_tail.stats import Stats
-from easee_tail.text import plural
+from easee_tail.text import plural, visible
 from tests.conftest import BrokerQueue, Runner
 from tests.harness.rabbit import RabbitBroker
+from tests.test_pipeline import FakeSource
 
 CATALOGUE = load()
 KINDS = {"observation", "command_response", "pulse", "package", "error"}
@@ -123,6 +129,59 @@ def test_the_views_draw_any_records_within_the_width(
     assert all(cell_len(line.plain) <= width for line in lines)
     assert summary(stats, 1.0, width).startswith(
         f"easee-tail: {plural(len(messages), 'message')} in")
+
+
+CONTROL_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # the cursor moves of a redraw
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(routing_keys, bodies), min_size=1, max_size=25),
+       st.integers(min_value=10, max_value=220), st.sampled_from(list(TIME_HEADINGS)))
+def test_the_stream_view_draws_any_records_one_line_each_within_the_width(
+    messages: list[tuple[str, bytes]], width: int, time_field: str
+) -> None:
+    """Whatever was decoded, each of the stream view's rows is one line no wider than the
+    terminal (in cells: wide characters count double), a cell too long for its column
+    cut short with an ellipsis."""
+    records = [decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
+               for number, (routing_key, body) in enumerate(messages)]
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=width, height=60,
+                      color_system=None, legacy_windows=False)
+    store = LiveStore(Stats())
+    table = TableSink(console, store, FakeSource([]), StateOptions(groups(CATALOGUE), 300.0),
+                      time_field=time_field)
+    for record in records:
+        store.write(record)
+    store.flush()
+    table.close()  # the last frame, with every record
+    drawn = [CONTROL_SEQUENCE.sub("", line)
+             for line in re.split("[\r\n]", screen.getvalue())]  # a redraw starts at \r
+    assert all(cell_len(line) <= width for line in drawn), drawn
+    column = next((column for column in fit_columns(width) if column.name == "name"), None)
+    if column is not None and any(cell_len(visible(record.name)) > column.width
+                                  for record in records if isinstance(record, Observation)):
+        assert any("…" in line for line in drawn)
+
+
+def test_a_stream_row_of_wide_characters_keeps_its_columns() -> None:
+    """A value of wide characters (two cells each) is cut short in its own column, so the
+    latency after it is still on the row (cropped by characters, it would push it off)."""
+    body = json.dumps({"Timestamp": "2026-11-24T12:00:00Z", "Value": "漢字" * 40}).encode()
+    record = decode(Delivery("EH000001.O.128", body, None, 1_795_000_000.0), CATALOGUE)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=80, height=20,
+                      color_system=None, legacy_windows=False)
+    store = LiveStore(Stats())
+    table = TableSink(console, store, FakeSource([]), StateOptions(groups(CATALOGUE), 300.0))
+    store.write(record)
+    store.flush()
+    table.close()
+    [row] = [CONTROL_SEQUENCE.sub("", line) for line in re.split("[\r\n]", screen.getvalue())
+             if "EH000001" in line][-1:]
+    assert cell_len(row) == 80
+    value_end = row.index("…")  # the value, cut short
+    assert row[value_end + 1:].strip() == display_latency(record.latency_ms), row
 
 
 def test_huge_and_deep_bodies_are_error_records_or_observations() -> None:
