@@ -271,7 +271,7 @@ def throughput_row(
     extra: str = "",
 ) -> Row:
     """The median over the rounds of each round's ratio to that round's baseline."""
-    ratio = median([runs["baseline"].seconds / runs[row].seconds for runs in rounds])
+    ratio = median(per_round(rounds, "baseline", row))
     rate = median([runs[row].rate(count) for runs in rounds])
     return Row(number, name, rate, ratio, f">= {target:.2f}x", ratio >= target,
                seconds_detail(rounds, row) + extra)
@@ -284,8 +284,8 @@ def floor_judged(
     """Rows 2-4 and 8: the ratio to the floor (row 11) of the same round, their median; the
     ratio to the baseline goes in the detail."""
     judged = pair_row(number, name, rounds, row, "floor", count, target)
-    to_baseline = median([runs["baseline"].seconds / runs[row].seconds for runs in rounds])
-    ratios = [runs["floor"].seconds / runs[row].seconds for runs in rounds]
+    to_baseline = median(per_round(rounds, "baseline", row))
+    ratios = per_round(rounds, "floor", row)
     judged.detail = (seconds_detail(rounds, row) + extra
                      + f"; {spread(ratios)}; {to_baseline:.2f}x the baseline; "
                      + cpu_detail(rounds, row, "floor"))
@@ -308,6 +308,11 @@ def with_cpu(row: Row, rounds: list[dict[str, Run]], name: str, against: str) ->
     return row
 
 
+def per_round(rounds: list[dict[str, Run]], over: str, under: str) -> list[float]:
+    """Each round's seconds of the row `over` divided by those of the row `under`."""
+    return [runs[over].seconds / runs[under].seconds for runs in rounds]
+
+
 def spread(ratios: list[float]) -> str:
     """The rounds' own ratios, lowest to highest: how far one round is from the median."""
     return f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
@@ -319,7 +324,7 @@ def pair_row(
     target: float,
 ) -> Row:
     """The median over the rounds of `against`'s seconds over `row`'s, in the same round."""
-    ratios = [runs[against].seconds / runs[row].seconds for runs in rounds]
+    ratios = per_round(rounds, against, row)
     ratio = median(ratios)
     rate = median([runs[row].rate(count) for runs in rounds])
     return Row(number, name, rate, ratio, f">= {target:.2f}x {against}", ratio >= target,
@@ -330,7 +335,7 @@ def pair_row(
 def drain_row(rounds: list[dict[str, Run]], count: int) -> Row:
     """Row 12: a backlog of `count` drained with the table open, against --jsonl on the
     same backlog in the same round: the table's seconds over --jsonl's (lower is better)."""
-    ratios = [runs["table"].seconds / runs["jsonl"].seconds for runs in rounds]
+    ratios = per_round(rounds, "table", "jsonl")
     ratio = median(ratios)
     return Row(12, f"a backlog of {count:,} drained: table seconds / --jsonl seconds", None,
                ratio, "<= 1.15x jsonl", ratio <= 1.15,
@@ -353,7 +358,7 @@ def floor_row(rounds: list[dict[str, Run]], count: int) -> Row:
     """Row 11: what decoding costs at all, and how close easee-tail --jsonl comes to it."""
     row = throughput_row(11, "floor: raw pika + easee-tail's decode and encode, no loop",
                          rounds, "floor", count, 0.0)
-    within = median([runs["floor"].seconds / runs["jsonl"].seconds for runs in rounds])
+    within = median(per_round(rounds, "floor", "jsonl"))
     row.target, row.met = "", None
     row.detail += f"; --jsonl at {within:.2f}x of this floor"
     return row

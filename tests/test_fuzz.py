@@ -140,9 +140,10 @@ CONTROL_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # the cursor moves of 
 def test_the_stream_view_draws_any_records_one_line_each_within_the_width(
     messages: list[tuple[str, bytes]], width: int, time_field: str
 ) -> None:
-    """Whatever was decoded, each of the stream view's rows is one line no wider than the
-    terminal (in cells: wide characters count double), a cell too long for its column
-    cut short with an ellipsis."""
+    """Whatever was decoded, the stream view draws it at any width and time column, every
+    line no wider than the terminal (in cells: wide characters count double), and a name
+    too long for its column leaves an ellipsis on the screen. (That each cell keeps to its
+    own column is the next test's.)"""
     records = [decode(Delivery(routing_key, body, None, 1_795_000_000.0 + number), CATALOGUE)
                for number, (routing_key, body) in enumerate(messages)]
     screen = io.StringIO()

@@ -305,8 +305,9 @@ def fit_columns(width: int) -> list[Column]:
 
 def _line(cells: list[tuple[str, str]], columns: list[Column]) -> Text:
     """A row: its cells in the columns, each cropped (with an ellipsis) or padded to its
-    width in terminal cells, a styled cell one span: one string where a Text a cell, and
-    rich's aligning of each, took a third of a frame in a backlog (each frame's rows new)."""
+    width in terminal cells, joined into one string with a span for each styled cell. (A
+    Text per cell, aligned by rich, took a third of a frame in a backlog, where every
+    frame's rows are new.)"""
     texts: list[str] = []
     spans: list[Span] = []
     at = 0
