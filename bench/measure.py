@@ -92,9 +92,13 @@ def run_consumer(
         columns, lines = terminal
         fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
         # its own session with the terminal as its controlling one, in the foreground, as
-        # a shell starts it: the table then reads keys and keeps every view, as for a user
-        process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env,
-                                   start_new_session=True, preexec_fn=_take_terminal)
+        # a shell starts it: the table then reads keys and keeps every view, as for a user.
+        # setsid(1) does it and then becomes the consumer (the same process): Python code
+        # run in the child (preexec_fn) would make subprocess fork this process, whose
+        # simulated messages take hundreds of MB, at about 40 ms a spawn, counted against
+        # the table's rows alone
+        process = subprocess.Popen(["setsid", "--ctty", *argv], stdin=child, stdout=child,
+                                   stderr=child, env=env)
         os.close(child)
         drained = threading.Thread(target=_drain_terminal, args=(controller, frames), daemon=True)
         drained.start()
@@ -163,10 +167,6 @@ def _run_delay(pid: int) -> float:
             return int(schedstat.read().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return 0.0
-
-
-def _take_terminal() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _drain_terminal(controller: int, frames: list[int]) -> None:
