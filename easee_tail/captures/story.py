@@ -143,10 +143,14 @@ class Change:
 
 class Meter:
     """Energy from TotalPower readings, each held until the next (or until `advance`), and
-    the peak power, both since the last `restart`."""
+    the peak power, both since the last `restart`. A fleet's stream is one reading in
+    seven: plain attributes, no tuple a reading."""
+
+    __slots__ = ("_power", "_since", "kwh", "peak")
 
     def __init__(self) -> None:
-        self._last: tuple[float, datetime] | None = None  # the reading that holds, and since
+        self._power = 0.0  # the reading that holds (kW) …
+        self._since: datetime | None = None  # … since then; None until the first
         self.kwh = 0.0
         self.peak: float | None = None
 
@@ -154,17 +158,19 @@ class Meter:
         self.advance(at)
         if (type(value) is float or (isinstance(value, (int, float))
                 and not isinstance(value, bool))) and value == value:  # not NaN
-            power = float(value)
-            self._last = (power, at)
-            if power > 0:
-                self.peak = power if self.peak is None else max(self.peak, power)
+            power = self._power = float(value)
+            self._since = at
+            if power > 0 and (self.peak is None or power > self.peak):
+                self.peak = power
 
     def advance(self, at: datetime) -> None:
         """The energy of the reading that holds, up to `at`."""
-        if self._last is not None:
-            power, since = self._last
-            self.kwh += power * max(0.0, (at - since).total_seconds()) / 3600
-            self._last = (power, at)
+        since = self._since
+        if since is not None:
+            seconds = (at - since).total_seconds()
+            if seconds > 0:
+                self.kwh += self._power * seconds / 3600
+            self._since = at
 
     def restart(self) -> None:
         self.kwh, self.peak = 0.0, None
