@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
@@ -25,7 +24,6 @@ from easee_tail.sinks import Watcher
 from easee_tail.times import CLOCK_SKEW_MS
 
 WINDOW = 2048  # latencies kept for the live percentiles
-RESERVOIR = 10_000  # latencies sampled over the whole run for the exit summary
 RATE_SPAN = 5.0  # seconds the rate is averaged over
 # Upper bounds (ms, inclusive, as Prometheus's `le`) of the latency histogram's buckets: the
 # first holds 0 and the negative (clocks that disagree), the last what is above the last edge.
@@ -85,12 +83,10 @@ class Stats:
         self.first_skew: tuple[str, float] | None = None  # (charger, ms ahead), the first
         self.latency_sum = 0.0  # ms, of the latencies counted
         self.latency_count = 0
-        self._reservoir: list[float] = []
-        self._random = random.Random(0)
-        # Reservoir sampling that draws random numbers only for the values it keeps (Li's
-        # "algorithm L"): the count of the next value to keep, and the running weight.
-        self._weight = math.exp(math.log(self._random.random()) / RESERVOIR)
-        self._next_sample = RESERVOIR + self._skip()
+        # every latency counted, by band (see _band), for the run's percentiles
+        self._bands: Counter[int] = Counter()
+        self._latency_max: float | None = None  # ms, exact
+        self._latency_min: float | None = None
         self._snapshots: deque[tuple[float, int]] = deque()
         self.last_received: float | None = None  # monotonic, as of the last batch written
         # --alert-latency: per second of the last minute, (second, latencies, over the bound)
@@ -156,13 +152,12 @@ class Stats:
             below = upto
         histogram[-1] += len(ordered) - below
         self.latency_sum += sum(ordered)
-        before = self.latency_count
-        self.latency_count = counted = before + len(latencies)
-        reservoir = self._reservoir
-        if len(reservoir) < RESERVOIR:
-            reservoir.extend(latencies[:RESERVOIR - len(reservoir)])
-        while self._next_sample <= counted:
-            self._sample(latencies[self._next_sample - before - 1])
+        self.latency_count += len(latencies)
+        if self._latency_max is None or ordered[-1] > self._latency_max:
+            self._latency_max = ordered[-1]
+        if self._latency_min is None or ordered[0] < self._latency_min:
+            self._latency_min = ordered[0]
+        self._count_bands(ordered)
         if self.latency_bound is not None:
             second = int(now)
             minute = self.minute
@@ -178,13 +173,22 @@ class Stats:
         seconds = [entry for entry in self.minute if entry[0] > now - 60]
         return sum(entry[1] for entry in seconds), sum(entry[2] for entry in seconds)
 
-    def _skip(self) -> int:
-        return int(math.log(self._random.random()) / math.log(1 - self._weight)) + 1
-
-    def _sample(self, latency: float) -> None:
-        self._reservoir[self._random.randrange(RESERVOIR)] = latency
-        self._weight *= math.exp(math.log(self._random.random()) / RESERVOIR)
-        self._next_sample += self._skip()
+    def _count_bands(self, ordered: list[float]) -> None:
+        """Count a batch's latencies (in order) by band: a band's values are found by one
+        bisection, so a batch costs a step per band it spans, not one per value."""
+        bands = self._bands
+        start, size = 0, len(ordered)
+        while start < size:
+            band = _band(ordered[start])
+            if band >= 0:
+                end = bisect_left(ordered, BAND_FLOOR_MS * BAND ** (band + 1), start)
+            elif band == -1:
+                end = bisect_left(ordered, BAND_FLOOR_MS, start)
+            else:
+                end = bisect_right(ordered, -BAND_FLOOR_MS * BAND ** (-2 - band), start)
+            end = max(end, start + 1)  # an edge rounded the other way: this value at least
+            bands[band] += end - start
+            start = end
 
     def tick(self, now: float) -> None:
         self._snapshots.append((now, self.total))
@@ -207,7 +211,22 @@ class Stats:
         return percentiles(self.recent_latencies)
 
     def run_percentiles(self) -> dict[str, float] | None:
-        return percentiles(self._reservoir)
+        """p50, p95 and p99 of every latency of the run, each within half a percent (the
+        middle of its band, inside the run's range), and the exact max."""
+        if self._latency_max is None or self._latency_min is None:
+            return None
+        bands = sorted(self._bands.items())
+        total = sum(count for _, count in bands)
+        found: dict[str, float] = {}
+        for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+            rank, seen = min(total - 1, int(fraction * total)), 0
+            for band, count in bands:
+                seen += count
+                if seen > rank:
+                    found[name] = min(max(_middle(band), self._latency_min), self._latency_max)
+                    break
+        found["max"] = self._latency_max
+        return found
 
 
 UNREADABLE = "(unreadable)"  # the per-observation count of error records
@@ -217,6 +236,30 @@ _stale = attrgetter("stale")
 _repeated = attrgetter("repeated")
 _latency = attrgetter("latency_ms")
 _is_latency = partial(is_not, None)
+
+
+# The run's percentiles count every latency in a band 1 % wide (log-spaced, as HDR
+# histograms do): exact counts, each value within half a percent of its band's middle.
+BAND = 1.01
+BAND_FLOOR_MS = 0.01  # a latency nearer zero than this is in the band "about zero"
+_LOG_BAND = math.log(BAND)
+
+
+def _band(latency_ms: float) -> int:
+    """k >= 0 from BAND_FLOOR_MS * BAND**k up; -1 about zero; -2 - k the negative mirror."""
+    size = abs(latency_ms)
+    if size < BAND_FLOOR_MS:
+        return -1
+    band = int(math.log(size / BAND_FLOOR_MS) / _LOG_BAND)
+    return band if latency_ms > 0 else -2 - band
+
+
+def _middle(band: int) -> float:
+    if band == -1:
+        return 0.0
+    if band >= 0:
+        return BAND_FLOOR_MS * math.pow(BAND, band + 0.5)
+    return -BAND_FLOOR_MS * math.pow(BAND, -2 - band + 0.5)
 
 
 def percentiles(values: deque[float] | list[float]) -> dict[str, float] | None:
