@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
-from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType
+from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType, Route
 from easee_tail.defaults import STALE_AFTER
 from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
 from easee_tail.times import CLOCK_SKEW_MS, parse_time, span
@@ -116,14 +117,15 @@ def _usual(delivery: Delivery, catalogue: Catalogue,
     negative: what nearly every message is. None for anything else (the careful path then
     reads it)."""
     routing_key = delivery.routing_key
-    parts = routing_key.split(".")
-    if len(parts) != 3 or parts[1] != "O":
+    routes = catalogue.routes
+    route = routes.get(routing_key)
+    if route is None:  # a routing key not read before
+        route = _route(routing_key, catalogue)
+        if len(routes) < ROUTES_KEPT:
+            routes[routing_key] = route
+    if not route:  # not for the fast path
         return None
-    if catalogue.others and parts[0][:2].upper() in catalogue.others:  # kind_key, inline
-        return None  # another kind of device: its own list
-    entry = catalogue.by_route(parts[2])
-    if entry is None or entry.fast is None:
-        return None
+    serial, entry = route
     try:
         body = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:
@@ -154,10 +156,31 @@ def _usual(delivery: Delivery, catalogue: Catalogue,
     age = arrival - timestamp
     stale = age > stale_after
     return Observation(
-        "observation", parts[0] or None, entry.id, entry.name, value, entry.unit,
+        "observation", serial, entry.id, entry.name, value, entry.unit,
         entry.label(value) if entry.labelled else None, entry.type, entry.tags, timestamp,
         arrival, received, latency_ms, routing_key, delivery.redelivered, None,
         [stale_note(age)] if stale else [], stale)
+
+
+# Routing keys the fast path has read, with what it made of them (a fleet sends the same
+# few thousand again and again): a lookup where splitting took three new strings a
+# message, and a charger's serial the same string in all its records (the live store's
+# counts and views then find it by identity). Bounded: beyond, keys are read each time.
+ROUTES_KEPT = 50_000
+
+
+def _route(routing_key: str, catalogue: Catalogue) -> Route:
+    """(serial, catalogue entry) of `<serial>.O.<id>` of a charger's catalogued id that
+    the fast path reads; () for any other routing key."""
+    parts = routing_key.split(".")
+    if len(parts) != 3 or parts[1] != "O":
+        return ()
+    if catalogue.others and parts[0][:2].upper() in catalogue.others:  # kind_key, inline
+        return ()  # another kind of device: its own list
+    entry = catalogue.by_route(parts[2])
+    if entry is None or entry.fast is None:
+        return ()
+    return (sys.intern(parts[0]) or None), entry
 
 
 def _decode_carefully(delivery: Delivery, catalogue: Catalogue,
