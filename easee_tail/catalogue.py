@@ -153,10 +153,6 @@ class UnknownObservation(LookupError):
         self.number = number  # an id in neither list (suggestions are the nearest ids)
 
 
-# what decode's fast path makes of a routing key: (serial, entry), or () when it is not for it
-Route = tuple[str | None, "ObservationType"] | tuple[()]
-
-
 class Catalogue:
     def __init__(self, entries: list[ObservationType], device: str = "charger",
                  others: Mapping[str, Callable[[], Catalogue]] | None = None) -> None:
@@ -172,7 +168,7 @@ class Catalogue:
         # dictionary's own lookup (a method of ours would cost a call a message).
         self.by_route: Callable[[str], ObservationType | None] = self._by_text.get
         # decode's memo of the routing keys its fast path read (see decode.ROUTES_KEPT)
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[str, tuple[str | None, ObservationType]] = {}
 
     def knows(self, text: str) -> bool:
         """Whether `text` is an id or a name of this list."""

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import orjson
 
-from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType, Route
+from easee_tail.catalogue import REVERSED_TOKEN_ID, Catalogue, ObservationType
 from easee_tail.defaults import STALE_AFTER
 from easee_tail.model import Delivery, ErrorRecord, Headers, Observation, Record, RecordKind
 from easee_tail.times import CLOCK_SKEW_MS, parse_time, span
@@ -119,12 +119,12 @@ def _usual(delivery: Delivery, catalogue: Catalogue,
     routing_key = delivery.routing_key
     routes = catalogue.routes
     route = routes.get(routing_key)
-    if route is None:  # a routing key not read before
+    if route is None:  # a routing key not read before, or not for the fast path
         route = _route(routing_key, catalogue)
+        if route is None:
+            return None
         if len(routes) < ROUTES_KEPT:
             routes[routing_key] = route
-    if not route:  # not for the fast path
-        return None
     serial, entry = route
     try:
         body = orjson.loads(delivery.body)
@@ -165,21 +165,22 @@ def _usual(delivery: Delivery, catalogue: Catalogue,
 # Routing keys the fast path has read, with what it made of them (a fleet sends the same
 # few thousand again and again): a lookup where splitting took three new strings a
 # message, and a charger's serial the same string in all its records (the live store's
-# counts and views then find it by identity). Bounded: beyond, keys are read each time.
+# counts and views then find it by identity). Only keys it reads (any other goes the
+# careful way, and a stream of odd keys fills nothing), and at most ROUTES_KEPT of them.
 ROUTES_KEPT = 50_000
 
 
-def _route(routing_key: str, catalogue: Catalogue) -> Route:
+def _route(routing_key: str, catalogue: Catalogue) -> tuple[str | None, ObservationType] | None:
     """(serial, catalogue entry) of `<serial>.O.<id>` of a charger's catalogued id that
-    the fast path reads; () for any other routing key."""
+    the fast path reads; None for any other routing key."""
     parts = routing_key.split(".")
     if len(parts) != 3 or parts[1] != "O":
-        return ()
+        return None
     if catalogue.others and parts[0][:2].upper() in catalogue.others:  # kind_key, inline
-        return ()  # another kind of device: its own list
+        return None  # another kind of device: its own list
     entry = catalogue.by_route(parts[2])
     if entry is None or entry.fast is None:
-        return ()
+        return None
     return (sys.intern(parts[0]) or None), entry
 
 
