@@ -12,11 +12,10 @@ import math
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from operator import attrgetter, is_not
+from operator import attrgetter
 from typing import TextIO
 
 from easee_tail.model import Batch, ErrorRecord, Record
@@ -92,42 +91,67 @@ class Stats:
         # --alert-latency: per second of the last minute, (second, latencies, over the bound)
         self.latency_bound = latency_bound  # ms
         self.minute: deque[list[int]] = deque()
-        self._pending: list[Record] = []
-        self.write: Callable[[Record], None] = self._pending.append
+        # as a sink: what is counted of each record since the last flush, not the record (a
+        # batch of records held to the flush made every stage of the process slower)
+        self._pending: list[tuple[str | None, str | None, float | None, bool, bool, bool]] = []
+
+    def write(self, record: Record) -> None:
+        try:
+            self._pending.append(_COUNTED(record))
+        except AttributeError:  # an error record: no name, no flags
+            self._pending.append((record.charger, None, record.latency_ms, False, False,
+                                  record.redelivered))
 
     def flush(self) -> None:
-        if self._pending:  # once a batch rather than once a message: a clock read is not free
-            self.take(Batch.of(self._pending), time.monotonic())
-            self._pending.clear()
+        pending = self._pending
+        if pending:  # once a batch rather than once a message: a clock read is not free
+            serials, names, latencies, stale, repeated, redelivered = zip(*pending, strict=True)
+            errors = names.count(None)
+            self._count(len(pending), serials, [UNREADABLE if name is None else name
+                                                for name in names] if errors else names,
+                        errors, latencies, stale, repeated, redelivered, time.monotonic())
+            pending.clear()
 
     def take(self, batch: Batch, now: float) -> None:
         """Count a batch of records, received at `now` (monotonic)."""
         records = batch.records
         if not records:
             return
-        self.total += len(records)
-        self.last_received = now
-        per_charger = self.per_charger
-        per_charger.update(batch.serials)  # type: ignore[arg-type]  # None: just below
-        if None in per_charger:  # a routing key without a serial
-            per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
+        names: Iterable[str | None]
         if batch.errors:  # rare: error records are counted
             names = [UNREADABLE if isinstance(record, ErrorRecord) else record.name
                      for record in records]
-            self.errors += names.count(UNREADABLE)
+            errors = names.count(UNREADABLE)
             observations = [record for record in records if not isinstance(record, ErrorRecord)]
-            self.per_observation.update(names)
         else:  # the usual batch, counted in C
+            names, errors = map(_name, records), 0
             observations = records  # type: ignore[assignment]  # no error record among them
-            self.per_observation.update(map(_name, records))
-        self.stale += sum(map(_stale, observations))
-        self.repeated += sum(map(_repeated, observations))
-        self.redelivered += sum(map(_redelivered, records))
-        latencies = list(filter(_is_latency, map(_latency, records)))
-        if latencies:
-            self._latencies(latencies, records, now)
+        self._count(len(records), batch.serials, names, errors, list(map(_latency, records)),
+                    map(_stale, observations), map(_repeated, observations),
+                    map(_redelivered, records), now)
 
-    def _latencies(self, latencies: list[float], records: Sequence[Record], now: float) -> None:
+    def _count(self, size: int, serials: Sequence[str | None], names: Iterable[str | None],
+               errors: int, latencies: Sequence[float | None], stale: Iterable[bool],
+               repeated: Iterable[bool], redelivered: Iterable[bool], now: float) -> None:
+        """A batch, as columns: one item a record (names: an error record's UNREADABLE)."""
+        self.total += size
+        self.last_received = now
+        per_charger = self.per_charger
+        per_charger.update(serials)  # type: ignore[arg-type]  # None: just below
+        if None in per_charger:  # a routing key without a serial
+            per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
+        self.errors += errors
+        self.per_observation.update(names)  # type: ignore[arg-type]  # no None left
+        self.stale += sum(stale)
+        self.repeated += sum(repeated)
+        self.redelivered += sum(redelivered)
+        counted = [latency for latency in latencies if latency is not None]
+        if counted:
+            self._latencies(counted, serials, latencies, now)
+
+    def _latencies(self, latencies: list[float], serials: Sequence[str | None],
+                   every: Sequence[float | None], now: float) -> None:
+        """`latencies` counted (none is None); `every` with `serials`, one a record."""
         # the batch in order (a sort in C) answers each question with a bisection
         ordered = sorted(latencies)
         if ordered[0] < 0:
@@ -135,9 +159,10 @@ class Stats:
             skewed = bisect_left(ordered, -CLOCK_SKEW_MS)
             if skewed:  # the local clock is behind: not latency
                 if self.first_skew is None:
-                    first = next(record for record in records if record.latency_ms is not None
-                                 and record.latency_ms < -CLOCK_SKEW_MS)
-                    self.first_skew = (first.charger or "?", -(first.latency_ms or 0.0))
+                    serial, ahead = next(
+                        (serial, latency) for serial, latency in zip(serials, every, strict=True)
+                        if latency is not None and latency < -CLOCK_SKEW_MS)
+                    self.first_skew = (serial or "?", -(ahead or 0.0))
                 self.skewed += skewed
                 del ordered[:skewed]
                 latencies = [latency for latency in latencies if latency >= -CLOCK_SKEW_MS]
@@ -235,7 +260,8 @@ _redelivered = attrgetter("redelivered")
 _stale = attrgetter("stale")
 _repeated = attrgetter("repeated")
 _latency = attrgetter("latency_ms")
-_is_latency = partial(is_not, None)
+# what Stats counts of a record, as a sink (an error record has no name or flags)
+_COUNTED = attrgetter("charger", "name", "latency_ms", "stale", "repeated", "redelivered")
 
 
 # The run's percentiles count every latency in a band 1 % wide (log-spaced, as HDR
