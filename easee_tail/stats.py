@@ -61,9 +61,10 @@ class Tally:
 
 
 class Stats:
-    """Counts and latencies of what was written. A sink (`write` only keeps the record; a
-    batch is counted on `flush`), or fed whole batches by the live table's store (`take`):
-    per batch, all in C (Counter, map, bisect) but for batches with error records."""
+    """Counts and latencies of what was written. A sink (`write` keeps what is counted of
+    the record, not the record; a batch is counted on `flush`), or fed whole batches by the
+    live table's store (`take`): per batch, in C (Counter, map, bisect) but for batches with
+    error records."""
 
     def __init__(self, tally: Tally | None = None, latency_bound: float | None = None) -> None:
         self.tally = tally  # None when nothing is filtered
