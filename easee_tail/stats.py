@@ -107,10 +107,8 @@ class Stats:
         pending = self._pending
         if pending:  # once a batch rather than once a message: a clock read is not free
             serials, names, latencies, stale, repeated, redelivered = zip(*pending, strict=True)
-            errors = names.count(None)
-            self._count(len(pending), serials, [UNREADABLE if name is None else name
-                                                for name in names] if errors else names,
-                        errors, latencies, stale, repeated, redelivered, time.monotonic())
+            self._count(len(pending), serials, names, latencies, stale, repeated, redelivered,
+                        time.monotonic())
             pending.clear()
 
     def take(self, batch: Batch, now: float) -> None:
@@ -119,30 +117,33 @@ class Stats:
         if not records:
             return
         names: Iterable[str | None]
-        if batch.errors:  # rare: error records are counted
-            names = [UNREADABLE if isinstance(record, ErrorRecord) else record.name
+        if batch.errors:  # rare: an error record has no name
+            names = [None if isinstance(record, ErrorRecord) else record.name
                      for record in records]
-            errors = names.count(UNREADABLE)
             observations = [record for record in records if not isinstance(record, ErrorRecord)]
         else:  # the usual batch, counted in C
-            names, errors = map(_name, records), 0
+            names = map(_name, records)
             observations = records  # type: ignore[assignment]  # no error record among them
-        self._count(len(records), batch.serials, names, errors, list(map(_latency, records)),
+        self._count(len(records), batch.serials, names, list(map(_latency, records)),
                     map(_stale, observations), map(_repeated, observations),
                     map(_redelivered, records), now)
 
     def _count(self, size: int, serials: Sequence[str | None], names: Iterable[str | None],
-               errors: int, latencies: Sequence[float | None], stale: Iterable[bool],
+               latencies: Sequence[float | None], stale: Iterable[bool],
                repeated: Iterable[bool], redelivered: Iterable[bool], now: float) -> None:
-        """A batch, as columns: one item a record (names: an error record's UNREADABLE)."""
+        """A batch, as columns: one item a record (an error record's name is None)."""
         self.total += size
         self.last_received = now
         per_charger = self.per_charger
         per_charger.update(serials)  # type: ignore[arg-type]  # None: just below
         if None in per_charger:  # a routing key without a serial
             per_charger["?"] += per_charger.pop(None)  # type: ignore[call-overload]
-        self.errors += errors
-        self.per_observation.update(names)  # type: ignore[arg-type]  # no None left
+        per_observation = self.per_observation
+        per_observation.update(names)  # type: ignore[arg-type]  # None: just below
+        if None in per_observation:  # error records, counted as unreadable
+            errors = per_observation.pop(None)  # type: ignore[call-overload]
+            self.errors += errors
+            per_observation[UNREADABLE] += errors
         self.stale += sum(stale)
         self.repeated += sum(repeated)
         self.redelivered += sum(redelivered)
